@@ -1,0 +1,1 @@
+"""Acquisition strategies (active learning query functions)."""

@@ -1,0 +1,178 @@
+"""The method contract: trainers (``Method``) and acquisition strategies (``Strategy``).
+
+A contributor adds a method in one file::
+
+    @register_method("my_method")
+    class MyMethod(Method):
+        paradigm = "ssl"                 # supervised | ssl | sfda
+        default_strategy = "entropy"
+        hparams = {"threshold": 0.7}     # every hyper-parameter with its default
+        def train(self, ctx: TrainContext) -> torch.nn.Module: ...
+
+and a strategy with ``@register_strategy("name")`` and ``select(ctx, k) -> list[str]``. Methods get
+all randomness from the context (``ctx.gen``, ``ctx.rng``), never from global state; they never
+read files and never see the test split. Third-party packages register through the entry-point
+groups ``labelbudget.methods`` and ``labelbudget.strategies``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from benchmark.registry import Registry
+from benchmark.training import ProgressFn, Schedule, predict_all
+from domains.base import Sample, SpecError
+
+
+class ImageStore:
+    """Sample id -> uint8 (3, H, W) tensor, decoded once per process."""
+
+    def __init__(self, loader: Callable[[str], np.ndarray]) -> None:
+        self._loader = loader
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __getitem__(self, sid: str) -> torch.Tensor:
+        t = self._cache.get(sid)
+        if t is None:
+            im = self._loader(sid)
+            t = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))
+            self._cache[sid] = t
+        return t
+
+    def many(self, ids: list[str]) -> list[torch.Tensor]:
+        return [self[i] for i in ids]
+
+
+@dataclass
+class TrainContext:
+    """What a trainer gets for one round."""
+
+    labelled: list[Sample]
+    unlabelled: list[Sample]
+    images: ImageStore
+    classes: tuple[str, ...]
+    new_detector: Callable[[], torch.nn.Module]  # a fresh detector with the run's initial weights
+    schedule: Schedule
+    gen: torch.Generator
+    rng: np.random.Generator
+    device: str = "cpu"
+    progress: ProgressFn | None = None
+    round: int = 0
+    initial_state: dict[str, torch.Tensor] | None = None  # previous round's weights under warm_start
+
+
+@dataclass
+class QueryContext:
+    """What an acquisition strategy gets: the trained model and the unlabelled pool."""
+
+    model: torch.nn.Module
+    labelled: list[Sample]
+    unlabelled: list[Sample]
+    images: ImageStore
+    classes: tuple[str, ...]
+    gen: torch.Generator
+    rng: np.random.Generator
+    device: str = "cpu"
+    round: int = 0
+    budget_unit: str = "images"
+    _preds: dict[str, Any] = field(default_factory=dict)
+
+    def predictions(self, samples: list[Sample] | None = None, dense: bool = False):
+        """Model predictions on (by default all) unlabelled samples, computed once and cached."""
+        samples = self.unlabelled if samples is None else samples
+        missing = [s.id for s in samples if (s.id, dense) not in self._preds]
+        if missing:
+            preds = predict_all(self.model, self.images.many(missing), device=self.device, dense=dense)
+            for sid, p in zip(missing, preds, strict=True):
+                self._preds[(sid, dense)] = p
+        return [self._preds[(s.id, dense)] for s in samples]
+
+
+class _Configurable:
+    name: ClassVar[str] = "?"
+    hparams: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **hparams: Any) -> None:
+        unknown = set(hparams) - set(self.hparams)
+        if unknown:
+            raise SpecError(
+                f"{self.name}: unknown hyper-parameter(s) {sorted(unknown)}; "
+                f"known: {', '.join(sorted(self.hparams))}"
+            )
+        self.hp = {**self.hparams, **hparams}
+
+    @classmethod
+    def code_version(cls) -> str:
+        """Hash of the class's source and its defaults: a changed method makes old results stale."""
+        try:
+            src = inspect.getsource(inspect.getmodule(cls))  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            src = cls.__qualname__
+        return hashlib.sha256(src.encode()).hexdigest()[:12]
+
+    def version(self) -> str:
+        payload = json.dumps({"code": self.code_version(), "hp": self.hp}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+class Method(_Configurable, ABC):
+    """A trainer. ``paradigm``: supervised | ssl | sfda (drives the leaderboard tracks)."""
+
+    paradigm: ClassVar[str] = "supervised"
+    default_strategy: ClassVar[str] = "random"
+    uses_unlabelled: ClassVar[bool] = False
+
+    @abstractmethod
+    def train(self, ctx: TrainContext) -> torch.nn.Module:
+        """Return a trained detector (in eval mode)."""
+
+
+class Strategy(_Configurable, ABC):
+    """An acquisition strategy: picks which unlabelled ids to reveal next."""
+
+    paradigm: ClassVar[str] = "al"  # "al", or "passive" for random
+
+    @abstractmethod
+    def select(self, ctx: QueryContext, k: int) -> list[str]:
+        """Return up to ``k`` distinct unlabelled ids, most wanted first."""
+
+
+class ScoreStrategy(Strategy):
+    """A strategy that scores each unlabelled sample; the top-k win, ties broken at random."""
+
+    @abstractmethod
+    def scores(self, ctx: QueryContext) -> np.ndarray:
+        """One score per ``ctx.unlabelled`` sample (higher = more wanted)."""
+
+    def select(self, ctx: QueryContext, k: int) -> list[str]:
+        if k <= 0 or not ctx.unlabelled:
+            return []
+        s = np.asarray(self.scores(ctx), dtype=np.float64)
+        if s.shape != (len(ctx.unlabelled),):
+            raise ValueError(f"{self.name}: expected {len(ctx.unlabelled)} scores, got shape {s.shape}")
+        tie = ctx.rng.random(len(s))
+        order = np.lexsort((tie, -s))
+        return [ctx.unlabelled[i].id for i in order[:k]]
+
+
+METHODS: Registry[type[Method]] = Registry("method", "labelbudget.methods", ("baselines.supervised",))
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy", "labelbudget.strategies", ("baselines.acquisition.random", "baselines.acquisition.entropy")
+)
+
+
+def register_method(name: str):
+    return METHODS.register(name)
+
+
+def register_strategy(name: str):
+    return STRATEGIES.register(name)

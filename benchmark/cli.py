@@ -1,0 +1,290 @@
+"""The ``labelbudget`` command line.
+
+labelbudget run [MATRIX] [--matrix NAME|PATH] [--domains a,b] [--methods m[+strategy],...]
+                [--budgets 20,40,80] [--seeds 0,1,2] [--data-root DOMAIN=PATH]...
+                [--set DOMAIN.OPTION=VALUE]... [--launcher serial|process] [--workers N]
+                [--out DIR] [--leaderboards DIR]
+labelbudget leaderboard [--runs DIR] [--out DIR]
+labelbudget status [--runs DIR]
+labelbudget list
+labelbudget data synth DOMAIN OUT [--seed N] [--size tiny|small|medium]
+labelbudget data check DOMAIN ROOT [--lenient] [--set OPTION=VALUE]...
+labelbudget data export-coco DOMAIN ROOT OUT.json [--split pool|test|source]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmark.registry import UnknownNameError
+from domains.base import LabelbudgetError, SpecError
+
+EPILOG = """examples:
+  labelbudget run                       # the default matrix on the built-in synthetic data
+  labelbudget run smoke                 # a fast check (about a minute per domain on 2 cores)
+  labelbudget run --domains dota --methods supervised+entropy --budgets 50,100 --seeds 0
+  labelbudget run --data-root dota=/data/DOTA --set dota.version=1.5
+  labelbudget leaderboard --runs runs/default --out leaderboards
+"""
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _kv(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k or not v:
+            raise SpecError(f"{what} expects KEY=VALUE, got {it!r}")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    from benchmark.spec import parse_value
+
+    out: dict[str, dict[str, Any]] = {}
+    for k, v in _kv(items, "--set").items():
+        dom, dot, opt = k.partition(".")
+        if not dot or not opt:
+            raise SpecError(f"--set expects DOMAIN.OPTION=VALUE, got {k}={v}")
+        out.setdefault(dom, {})[opt] = parse_value(v)
+    return out
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from benchmark.leaderboard import write_leaderboards
+    from benchmark.runner import run_matrix
+    from benchmark.spec import load_matrix
+
+    name = a.matrix_opt or a.matrix or "default"
+    matrix = load_matrix(
+        name,
+        domains=_csv(a.domains) if a.domains else None,
+        methods=_csv(a.methods) if a.methods else None,
+        budgets=[int(x) for x in _csv(a.budgets)] if a.budgets else None,
+        seeds=[int(x) for x in _csv(a.seeds)] if a.seeds else None,
+        data_roots=_kv(a.data_root, "--data-root"),
+        sets=_sets(a.set),
+    )
+    out = Path(a.out) if a.out else Path("runs") / matrix.name
+    lb = Path(a.leaderboards) if a.leaderboards else out / "leaderboards"
+    if lb.resolve() == (Path.cwd() / "leaderboards").resolve() and not a.leaderboards_force:
+        raise SpecError(
+            "the committed leaderboards/ change only through `labelbudget leaderboard --runs runs/default "
+            "--out leaderboards`; choose another --leaderboards folder"
+        )
+    n_runs = len(matrix.cells)
+    print(f"matrix {matrix.name} ({matrix.source}): {n_runs} runs -> {out}", flush=True)
+    t0 = time.perf_counter()
+    res = run_matrix(
+        matrix, out, launcher=a.launcher, workers=a.workers, device=a.device, progress=not a.quiet
+    )
+    written = write_leaderboards(out, lb, quiet=a.quiet)
+    dt = time.perf_counter() - t0
+    print(f"finished {res.records} new round(s) of {n_runs} runs in {dt:.1f} s")
+    for d, p in written.items():
+        print(f"leaderboard {d}: {p} and {p.with_suffix('.csv')}")
+    return 0
+
+
+def cmd_leaderboard(a: argparse.Namespace) -> int:
+    from benchmark.leaderboard import write_leaderboards
+
+    written = write_leaderboards(Path(a.runs), Path(a.out))
+    for d, p in written.items():
+        print(f"{d}: {p}")
+    return 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    runs = Path(a.runs)
+    specs = sorted(runs.rglob("spec.json"))
+    if not specs:
+        print(f"no runs under {runs}")
+        return 0
+    done = 0
+    for sp in specs:
+        spec = json.loads(sp.read_text())
+        rounds = len(spec["budgets"])
+        finished = sum(1 for r in range(rounds) if (sp.parent / f"round{r}" / "DONE").is_file())
+        state = (
+            "done" if (sp.parent / "DONE").is_file() else ("running/killed" if finished < rounds else "done")
+        )
+        done += state == "done"
+        rel = sp.parent.relative_to(runs)
+        print(f"{state:15s} {finished}/{rounds} rounds  {rel}")
+    print(f"{done}/{len(specs)} runs finished")
+    return 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from baselines.base import METHODS, STRATEGIES
+    from benchmark.detectors import PRESETS
+    from benchmark.spec import MATRICES_DIR
+    from domains.base import DOMAINS
+
+    print("domains:")
+    for n in DOMAINS.names():
+        d = DOMAINS.get(n)
+        metrics = ", ".join(m.name for m in d.metrics)
+        print(f"  {n:18s} {d.box_type}, unit {d.label_unit}, splits {'/'.join(d.splits)}; metrics: {metrics}")
+    print("methods (trainers):")
+    for n in METHODS.names():
+        m = METHODS.get(n)
+        print(f"  {n:18s} paradigm {m.paradigm}, default strategy {m.default_strategy}")
+    print("acquisition strategies:")
+    for n in STRATEGIES.names():
+        print(f"  {n:18s} {STRATEGIES.get(n).paradigm}")
+    print("detectors: " + ", ".join(PRESETS))
+    print("matrices: " + ", ".join(sorted(p.stem for p in MATRICES_DIR.glob("*.toml"))))
+    return 0
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    from domains.base import get_domain
+
+    if a.data_cmd == "synth":
+        from domains.base import DOMAINS
+
+        root = DOMAINS.get(a.domain).synthesize(Path(a.out), seed=a.seed, size=a.size, progress=True)
+        print(f"wrote synthetic {a.domain} ({a.size}, seed {a.seed}) to {root}")
+        return 0
+    opts = {k: v for k, v in _sets([f"x.{s}" for s in a.set]).get("x", {}).items()}
+    dom = get_domain(a.domain, **opts)
+    if a.data_cmd == "check":
+        dom.verify(a.root)
+        bad = 0
+        for split in dom.splits:
+            ds = dom.load(a.root, split, lenient=a.lenient)
+            counts = ds.class_counts()
+            n_obj = sum(s.num_objects for s in ds)
+            print(f"{split}: {len(ds)} samples, {n_obj} objects; {ds.report.summary()}")
+            for k, c in enumerate(counts):
+                if c:
+                    print(f"    {dom.classes[k]:24s} {c}")
+            for p in ds.report.problems:
+                print(f"  problem: {p}")
+            bad += len(ds.report.problems)
+        return 1 if bad else 0
+    if a.data_cmd == "export-coco":
+        from benchmark.metrics.coco import gt_to_coco
+        from benchmark.results import atomic_write_json
+
+        ds = dom.load(a.root, a.split)
+        atomic_write_json(a.out, gt_to_coco(list(ds), dom.classes))
+        print(f"wrote {len(ds)} images of {a.domain}/{a.split} to {a.out}")
+        return 0
+    raise SpecError(f"unknown data command {a.data_cmd!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="labelbudget",
+        description="labelbudget: active learning x semi-supervised object detection under fixed label "
+        "budgets, on remote sensing, sonar, foggy street scenes and pedestrians.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    r = sub.add_parser(
+        "run",
+        help="run a benchmark matrix and write its leaderboards",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    r.add_argument(
+        "matrix", nargs="?", help="built-in matrix name (tiny, smoke, default, full) or a .toml path"
+    )
+    r.add_argument("--matrix", dest="matrix_opt", help="same as the positional MATRIX")
+    r.add_argument("--domains", help="comma-separated subset of the matrix's domains (or others)")
+    r.add_argument("--methods", help="comma-separated trainer[+strategy] list, e.g. supervised+entropy")
+    r.add_argument("--budgets", help="cumulative label budgets, e.g. 20,40,80 (overrides the matrix)")
+    r.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    r.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DOMAIN=PATH",
+        help="real data for a domain (default: the built-in synthetic data)",
+    )
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="DOMAIN.OPTION=VALUE",
+        help="a domain option, e.g. dota.version=1.5",
+    )
+    r.add_argument(
+        "--launcher",
+        choices=["serial", "process"],
+        default="process",
+        help="serial: one process; process: --workers processes with one torch thread each",
+    )
+    r.add_argument(
+        "--workers", type=int, default=2, help="worker processes for --launcher process (default 2)"
+    )
+    r.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0 (default cpu)")
+    r.add_argument("--out", help="runs folder (default runs/<matrix>)")
+    r.add_argument("--leaderboards", help="tables folder (default <out>/leaderboards)")
+    r.add_argument("--leaderboards-force", action="store_true", help=argparse.SUPPRESS)
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_run)
+
+    lb = sub.add_parser("leaderboard", help="aggregate the records of a runs folder into tables")
+    lb.add_argument("--runs", default="runs/default", help="runs folder (default runs/default)")
+    lb.add_argument("--out", default="leaderboards", help="output folder (default leaderboards)")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    st = sub.add_parser("status", help="show finished and unfinished runs")
+    st.add_argument("--runs", default="runs", help="runs folder (default runs)")
+    st.set_defaults(func=cmd_status)
+
+    ls = sub.add_parser("list", help="list registered domains, methods, strategies, detectors, matrices")
+    ls.set_defaults(func=cmd_list)
+
+    d = sub.add_parser("data", help="synthesize, check or export datasets")
+    dsub = d.add_subparsers(dest="data_cmd", required=True, metavar="DATA_COMMAND")
+    s = dsub.add_parser("synth", help="write a synthetic dataset in the domain's native format")
+    s.add_argument("domain")
+    s.add_argument("out")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", default="small", choices=["tiny", "small", "medium"])
+    c = dsub.add_parser(
+        "check", help="validate a dataset; prints counts and every problem with file and line"
+    )
+    c.add_argument("domain")
+    c.add_argument("root")
+    c.add_argument("--lenient", action="store_true", help="skip and report bad entries instead of stopping")
+    c.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
+    e = dsub.add_parser("export-coco", help="write one split as COCO JSON")
+    e.add_argument("domain")
+    e.add_argument("root")
+    e.add_argument("out")
+    e.add_argument("--split", default="test")
+    e.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
+    d.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (LabelbudgetError, UnknownNameError) as exc:
+        print(f"labelbudget: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("labelbudget: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

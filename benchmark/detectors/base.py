@@ -1,0 +1,71 @@
+"""The one detector interface every method trains and queries (DESIGN §3).
+
+``Detector`` is a ``torch.nn.Module`` with:
+
+* ``losses(batch, targets, weights=None) -> dict[str, Tensor]`` (summed by the caller);
+* ``predict(batch) -> list[Prediction]``: per image boxes (xyxy, image pixels), scores, labels and
+  per-detection class probabilities ``class_probs`` (N x C, per-class sigmoid probabilities);
+  with ``dense=True`` also the dense per-location class probabilities and a foreground map;
+* ``embed(batch) -> Tensor (B, D)``: pooled features for diversity sampling.
+
+Images enter as a ``Batch``: a padded float tensor plus each image's true size, made by
+``make_batch`` from uint8 ``(H, W, 3)`` arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B, 3, H, W) normalised, zero-padded at the bottom/right
+    sizes: list[tuple[int, int]]  # (h, w) of each image before padding
+
+    def to(self, device: str | torch.device) -> Batch:
+        return Batch(self.images.to(device), self.sizes)
+
+
+@dataclass
+class Prediction:
+    boxes: np.ndarray  # (N, 4) float32 xyxy
+    scores: np.ndarray  # (N,) float32
+    labels: np.ndarray  # (N,) int64
+    class_probs: np.ndarray  # (N, C) float32
+    dense: dict[str, np.ndarray] = field(default_factory=dict)  # optional dense maps
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def pad_to(x: int, multiple: int = 32) -> int:
+    return (x + multiple - 1) // multiple * multiple
+
+
+def images_to_tensors(images: list[np.ndarray]) -> list[torch.Tensor]:
+    """uint8 (H, W, 3) arrays -> uint8 (3, H, W) tensors (kept compact in memory)."""
+    return [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images]
+
+
+def make_batch(images: list[torch.Tensor]) -> Batch:
+    """Stack uint8 (3, H, W) tensors into a normalised batch padded to a multiple of 32."""
+    sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
+    H = pad_to(max(h for h, _ in sizes))
+    W = pad_to(max(w for _, w in sizes))
+    out = torch.zeros((len(images), 3, H, W), dtype=torch.float32)
+    for i, im in enumerate(images):
+        out[i, :, : im.shape[1], : im.shape[2]] = im.float().div_(255.0)
+    out = (out - MEAN) / STD
+    # padding is "black" after normalisation: set it back to the normalised zero
+    for i, (h, w) in enumerate(sizes):
+        if h < H:
+            out[i, :, h:, :] = 0.0
+        if w < W:
+            out[i, :, :, w:] = 0.0
+    return Batch(out, sizes)

@@ -1,0 +1,389 @@
+"""A dense, anchor-free FCOS detector (Tian et al., ICCV 2019) with pluggable backbones.
+
+Two presets share one head, one loss and one post-processing, so every method sees the same
+interface:
+
+* ``tiny_fcos`` / ``tiny_fcos_xs``: a 5-stage conv net (BatchNorm) with a 3-level FPN on strides
+  8/16/32, built from scratch; 0.75 M / 0.17 M parameters; ~90 / ~200 img/s training at 128 px on
+  2 CPU cores. This is the CPU benchmark detector.
+* ``fcos_r50``: torchvision's ResNet-50 + FPN (P3-P5) with the same head; ``pretrained=True``
+  loads torchvision's ImageNet weights (``ResNet50_Weights.IMAGENET1K_V2``; needs internet once).
+  For GPUs and real data.
+
+Head: a shared tower of ``head_convs`` 3x3 convs (GroupNorm + ReLU) and three outputs: class
+logits (sigmoid, C), box distances l/t/r/b (``exp(scale * x) * stride``) and centre-ness.
+Targets: FCOS assignment with centre sampling (radius 1.5 strides), per-level size ranges, the
+smallest box wins ambiguous locations. Locations inside ignore regions get no classification loss.
+Losses: sigmoid focal loss (alpha 0.25, gamma 2) / #positives, GIoU loss weighted by the
+centre-ness target, centre-ness BCE. Scores at inference: sqrt(p_cls * p_ctr), class-wise NMS 0.6.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+
+from benchmark.detectors.base import Batch, Prediction
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class TinyBackbone(nn.Module):
+    """5 stages (stride 2 each), two 3x3 conv-BN-ReLU per stage; returns C3, C4, C5.
+
+    ``patchify_stem``: stages 1-2 are replaced by one 4x4 stride-4 conv (as in ConvNeXt) and one
+    3x3 conv: the full-resolution layers dominate the CPU time of a tiny network."""
+
+    def __init__(self, widths: tuple[int, ...], patchify_stem: bool = False) -> None:
+        super().__init__()
+        stages, cin = [], 3
+        if patchify_stem:
+            w = widths[1]
+            stem = nn.Sequential(nn.Conv2d(3, w, 4, 4, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+            stages += [nn.Identity(), nn.Sequential(stem, conv_bn(w, w))]
+            widths, cin = widths[2:], w
+        for w in widths:
+            stages.append(nn.Sequential(conv_bn(cin, w, 2), conv_bn(w, w)))
+            cin = w
+        self.stages = nn.ModuleList(stages)
+        self.out_channels = [s[-1][0].out_channels for s in stages[2:]]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i, st in enumerate(self.stages):
+            x = st(x)
+            if i >= 2:
+                feats.append(x)
+        return feats
+
+
+class ResNetBackbone(nn.Module):
+    """torchvision ResNet-50 trunk returning C3, C4, C5 (strides 8, 16, 32)."""
+
+    def __init__(self, pretrained: bool = False) -> None:
+        super().__init__()
+        from torchvision.models import ResNet50_Weights, resnet50
+
+        net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2 if pretrained else None)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+        self.layers = nn.ModuleList([net.layer2, net.layer3, net.layer4])
+        self.out_channels = [512, 1024, 2048]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        feats = []
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(x)
+        return feats
+
+
+class FPN(nn.Module):
+    def __init__(self, in_channels: list[int], ch: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, ch, 1) for c in in_channels)
+        self.output = nn.ModuleList(nn.Conv2d(ch, ch, 3, padding=1) for _ in in_channels)
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        lat = [lconv(f) for lconv, f in zip(self.lateral, feats, strict=True)]
+        for i in range(len(lat) - 2, -1, -1):
+            lat[i] = lat[i] + F.interpolate(lat[i + 1], size=lat[i].shape[-2:], mode="nearest")
+        return [oconv(x) for oconv, x in zip(self.output, lat, strict=True)]
+
+
+class Head(nn.Module):
+    def __init__(self, ch: int, num_classes: int, n_convs: int, n_levels: int) -> None:
+        super().__init__()
+        layers = []
+        for _ in range(n_convs):
+            layers += [
+                nn.Conv2d(ch, ch, 3, padding=1),
+                nn.GroupNorm(min(8, ch // 4), ch),
+                nn.ReLU(inplace=True),
+            ]
+        self.tower = nn.Sequential(*layers)
+        self.cls = nn.Conv2d(ch, num_classes, 3, padding=1)
+        self.reg = nn.Conv2d(ch, 4, 3, padding=1)
+        self.ctr = nn.Conv2d(ch, 1, 3, padding=1)
+        self.scales = nn.Parameter(torch.ones(n_levels))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+        nn.init.constant_(self.cls.bias, -math.log((1 - 0.01) / 0.01))
+
+    def forward(self, feats: list[torch.Tensor]):
+        cls, reg, ctr = [], [], []
+        for i, f in enumerate(feats):
+            t = self.tower(f)
+            cls.append(self.cls(t))
+            reg.append(self.reg(t) * self.scales[i])
+            ctr.append(self.ctr(t))
+        return cls, reg, ctr
+
+
+@dataclass(frozen=True)
+class FCOSConfig:
+    num_classes: int
+    backbone: str = "tiny"  # tiny | resnet50
+    widths: tuple[int, ...] = (16, 32, 64, 96, 128)
+    fpn_channels: int = 64
+    head_convs: int = 2
+    strides: tuple[int, ...] = (8, 16, 32)
+    size_ranges: tuple[float, ...] = (0.0, 32.0, 64.0, math.inf)  # max(l,t,r,b) bounds per level
+    center_radius: float = 1.5
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.6
+    max_detections: int = 100
+    pre_nms_topk: int = 1000
+    pretrained: bool = False
+    patchify_stem: bool = False
+
+
+class FCOS(nn.Module):
+    """The detector (see the module docstring)."""
+
+    def __init__(self, cfg: FCOSConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = cfg.num_classes
+        if cfg.backbone == "tiny":
+            self.backbone: nn.Module = TinyBackbone(cfg.widths, cfg.patchify_stem)
+        elif cfg.backbone == "resnet50":
+            self.backbone = ResNetBackbone(cfg.pretrained)
+        else:
+            raise ValueError(f"unknown backbone {cfg.backbone!r}")
+        self.fpn = FPN(self.backbone.out_channels, cfg.fpn_channels)
+        self.head = Head(cfg.fpn_channels, cfg.num_classes, cfg.head_convs, len(cfg.strides))
+        self._loc_cache: dict[tuple, list[torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------------------ internals
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        c = self.backbone(x)
+        return c, self.fpn(c)
+
+    def raw(self, batch: Batch):
+        c, p = self.features(batch.images)
+        cls, reg, ctr = self.head(p)
+        return c, p, cls, reg, ctr
+
+    def locations(self, shapes: list[tuple[int, int]], device: torch.device) -> list[torch.Tensor]:
+        key = (tuple(shapes), str(device))
+        locs = self._loc_cache.get(key)
+        if locs is None:
+            locs = []
+            for (h, w), s in zip(shapes, self.cfg.strides, strict=True):
+                ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * s
+                xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * s
+                yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+                locs.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1))
+            if len(self._loc_cache) > 16:
+                self._loc_cache.clear()
+            self._loc_cache[key] = locs
+        return locs
+
+    @staticmethod
+    def _flat(maps: list[torch.Tensor]) -> torch.Tensor:
+        """(B, K, H, W) per level -> (B, sum HW, K)."""
+        return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], 1)
+
+    def _decode(self, reg: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = []
+        for r, s in zip(reg, self.cfg.strides, strict=True):
+            out.append(torch.exp(r.clamp(max=8.0)) * s)
+        return out
+
+    @torch.no_grad()
+    def assign(self, targets: list[dict], locs: list[torch.Tensor]):
+        """FCOS targets: per image (labels (L,) with -1 = background, -2 = ignored, boxes (L, 4))."""
+        all_locs = torch.cat(locs, 0)
+        lo = torch.cat([torch.full((len(l_),), self.cfg.size_ranges[i]) for i, l_ in enumerate(locs)])
+        hi = torch.cat([torch.full((len(l_),), self.cfg.size_ranges[i + 1]) for i, l_ in enumerate(locs)])
+        stride = torch.cat(
+            [torch.full((len(l_),), float(s)) for l_, s in zip(locs, self.cfg.strides, strict=True)]
+        )
+        lo, hi, stride = lo.to(all_locs), hi.to(all_locs), stride.to(all_locs)
+        out_labels, out_boxes = [], []
+        x, y = all_locs[:, 0:1], all_locs[:, 1:2]
+        for t in targets:
+            boxes, labels = t["boxes"], t["labels"]
+            ignore = t.get("ignore")
+            if ignore is None:
+                ignore = torch.zeros(len(boxes), dtype=torch.bool)
+            lab = torch.full((len(all_locs),), -1, dtype=torch.long)
+            bx = torch.zeros((len(all_locs), 4))
+            pos_boxes, pos_labels = boxes[~ignore], labels[~ignore]
+            if len(pos_boxes):
+                l_ = x - pos_boxes[:, 0]
+                t_ = y - pos_boxes[:, 1]
+                r_ = pos_boxes[:, 2] - x
+                b_ = pos_boxes[:, 3] - y
+                ltrb = torch.stack([l_, t_, r_, b_], 2)  # (L, G, 4)
+                inside = ltrb.min(2).values > 0
+                cx = (pos_boxes[:, 0] + pos_boxes[:, 2]) / 2
+                cy = (pos_boxes[:, 1] + pos_boxes[:, 3]) / 2
+                rad = stride[:, None] * self.cfg.center_radius
+                near = ((x - cx).abs() < rad) & ((y - cy).abs() < rad)
+                m = ltrb.max(2).values
+                in_range = (m >= lo[:, None]) & (m <= hi[:, None])
+                ok = inside & near & in_range
+                area = ((pos_boxes[:, 2] - pos_boxes[:, 0]) * (pos_boxes[:, 3] - pos_boxes[:, 1]))[
+                    None
+                ].expand_as(ok)
+                area = torch.where(ok, area, torch.full_like(area, math.inf))
+                best_area, best = area.min(1)
+                pos = torch.isfinite(best_area)
+                lab[pos] = pos_labels[best[pos]]
+                bx[pos] = pos_boxes[best[pos]]
+            if ignore.any():
+                ig = boxes[ignore]
+                in_ig = ((x > ig[:, 0]) & (x < ig[:, 2]) & (y > ig[:, 1]) & (y < ig[:, 3])).any(1)
+                lab[in_ig & (lab < 0)] = -2
+            out_labels.append(lab)
+            out_boxes.append(bx)
+        return torch.stack(out_labels), torch.stack(out_boxes)
+
+    # ------------------------------------------------------------------------------ interface
+    def losses(
+        self, batch: Batch, targets: list[dict], weights: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """FCOS losses. ``targets``: per image ``boxes`` (G, 4) xyxy, ``labels`` (G,), optional
+        ``ignore`` (G,) bool. ``weights``: optional per-image loss weights (B,)."""
+        _, _, cls, reg, ctr = self.raw(batch)
+        shapes = [tuple(c.shape[-2:]) for c in cls]
+        locs = self.locations(shapes, cls[0].device)
+        labels, gt = self.assign(targets, self.locations(shapes, torch.device("cpu")))
+        labels, gt = labels.to(cls[0].device), gt.to(cls[0].device)
+        cls_f = self._flat(cls)  # (B, L, C)
+        reg_f = self._flat(self._decode(reg))  # (B, L, 4)
+        ctr_f = self._flat(ctr)[..., 0]  # (B, L)
+        B, L, C = cls_f.shape
+        w_img = torch.ones(B, device=cls_f.device) if weights is None else weights.to(cls_f.device).float()
+        w_loc = w_img[:, None].expand(B, L)
+        valid = labels > -2
+        pos = labels >= 0
+        onehot = torch.zeros_like(cls_f)
+        onehot[pos] = F.one_hot(labels[pos], C).to(cls_f.dtype)
+        n_pos = max(1.0, float((pos.float() * w_loc).sum()))
+        focal = sigmoid_focal_loss(cls_f, onehot, alpha=0.25, gamma=2.0, reduction="none").sum(2)
+        loss_cls = (focal * valid * w_loc).sum() / n_pos
+        if pos.any():
+            all_locs = torch.cat(locs, 0).to(cls_f.device)[None].expand(B, L, 2)
+            p_loc = all_locs[pos]
+            p_gt = gt[pos]
+            p_reg = reg_f[pos]
+            pred_boxes = torch.cat([p_loc - p_reg[:, :2], p_loc + p_reg[:, 2:]], 1)
+            lt = p_loc - p_gt[:, :2]
+            rb = p_gt[:, 2:] - p_loc
+            ltrb = torch.cat([lt, rb], 1).clamp(min=1e-6)
+            ctr_t = torch.sqrt(
+                (torch.minimum(ltrb[:, 0], ltrb[:, 2]) / torch.maximum(ltrb[:, 0], ltrb[:, 2]))
+                * (torch.minimum(ltrb[:, 1], ltrb[:, 3]) / torch.maximum(ltrb[:, 1], ltrb[:, 3]))
+            )
+            pw = w_loc[pos]
+            giou = generalized_box_iou_loss(pred_boxes, p_gt, reduction="none")
+            loss_box = (giou * ctr_t * pw).sum() / max(1e-6, float((ctr_t * pw).sum()))
+            loss_ctr = (
+                F.binary_cross_entropy_with_logits(ctr_f[pos], ctr_t, reduction="none") * pw
+            ).sum() / n_pos
+        else:
+            loss_box = reg_f.sum() * 0.0
+            loss_ctr = ctr_f.sum() * 0.0
+        return {"cls": loss_cls, "box": loss_box, "ctr": loss_ctr}
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, dense: bool = False) -> list[Prediction]:
+        """Detections per image, in that image's pixel coordinates (padding removed)."""
+        _, _, cls, reg, ctr = self.raw(batch)
+        shapes = [tuple(c.shape[-2:]) for c in cls]
+        locs = self.locations(shapes, cls[0].device)
+        probs = [torch.sigmoid(c) for c in cls]
+        cent = [torch.sigmoid(c) for c in ctr]
+        dist = self._decode(reg)
+        out = []
+        for b, (h, w) in enumerate(batch.sizes):
+            boxes_l, scores_l, labels_l, probs_l = [], [], [], []
+            for lvl in range(len(probs)):
+                p = probs[lvl][b].flatten(1).T  # (HW, C)
+                c = cent[lvl][b, 0].flatten()
+                d = dist[lvl][b].flatten(1).T
+                score = torch.sqrt(p * c[:, None])
+                cand = p > self.cfg.score_thresh
+                sc = score[cand]
+                if sc.numel() == 0:
+                    continue
+                idx = cand.nonzero()
+                if sc.numel() > self.cfg.pre_nms_topk:
+                    sc, top = sc.topk(self.cfg.pre_nms_topk)
+                    idx = idx[top]
+                loc_i, lab = idx[:, 0], idx[:, 1]
+                lc = locs[lvl][loc_i]
+                bx = torch.cat([lc - d[loc_i, :2], lc + d[loc_i, 2:]], 1)
+                bx[:, 0::2] = bx[:, 0::2].clamp(0, w)
+                bx[:, 1::2] = bx[:, 1::2].clamp(0, h)
+                boxes_l.append(bx)
+                scores_l.append(sc)
+                labels_l.append(lab)
+                probs_l.append(p[loc_i])
+            if boxes_l:
+                bx, sc, lab, pr = (torch.cat(v) for v in (boxes_l, scores_l, labels_l, probs_l))
+                keep = (bx[:, 2] - bx[:, 0] > 0.5) & (bx[:, 3] - bx[:, 1] > 0.5)
+                bx, sc, lab, pr = bx[keep], sc[keep], lab[keep], pr[keep]
+                keep = batched_nms(bx, sc, lab, self.cfg.nms_thresh)[: self.cfg.max_detections]
+                pred = Prediction(
+                    bx[keep].cpu().numpy().astype(np.float32),
+                    sc[keep].cpu().numpy().astype(np.float32),
+                    lab[keep].cpu().numpy().astype(np.int64),
+                    pr[keep].cpu().numpy().astype(np.float32),
+                )
+            else:
+                C = self.num_classes
+                pred = Prediction(
+                    np.zeros((0, 4), np.float32),
+                    np.zeros(0, np.float32),
+                    np.zeros(0, np.int64),
+                    np.zeros((0, C), np.float32),
+                )
+            if dense:
+                pred.dense = self._dense_maps(probs, cent, b, h, w)
+            out.append(pred)
+        return out
+
+    def _dense_maps(self, probs, cent, b: int, h: int, w: int) -> dict[str, np.ndarray]:
+        """Per-location class probabilities of the finest level (C, h/8, w/8) and a foreground map
+        (max over levels of max-class probability, upsampled to the finest level)."""
+        s0 = self.cfg.strides[0]
+        hh, ww = math.ceil(h / s0), math.ceil(w / s0)
+        fine = probs[0][b, :, :hh, :ww]
+        fg = fine.max(0).values
+        for lvl in range(1, len(probs)):
+            up = F.interpolate(
+                probs[lvl][b : b + 1].max(1, keepdim=True).values,
+                size=probs[0].shape[-2:],
+                mode="bilinear",
+                align_corners=False,
+            )[0, 0, :hh, :ww]
+            fg = torch.maximum(fg, up)
+        return {"class_probs": fine.cpu().numpy(), "foreground": fg.cpu().numpy()}
+
+    @torch.no_grad()
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Global-average-pooled deepest backbone features, masked to each image's true size."""
+        c, _ = self.features(batch.images)
+        deep = c[-1]
+        s = self.cfg.strides[-1]
+        out = []
+        for b, (h, w) in enumerate(batch.sizes):
+            hh, ww = max(1, math.ceil(h / s)), max(1, math.ceil(w / s))
+            out.append(deep[b, :, :hh, :ww].mean((1, 2)))
+        return torch.stack(out)

@@ -1,0 +1,597 @@
+"""DOTA mean AP, the DOTA devkit protocol (Task1 oriented boxes, Task2 horizontal boxes).
+
+Protocol: ``CAPTAIN-WHU/DOTA_devkit`` ``dota_evaluation_task1.py`` / ``dota_evaluation_task2.py`` and
+``dota-v1.5_evaluation_task1.py`` (behaviour as documented in ``shared/research/datasets.md`` §0, §1.6 and
+§5.2; the code here is a fresh implementation, not a copy):
+
+* per class, detections of all images are sorted by descending score (we use a *stable* sort, so ties
+  keep the order in which they were given; the devkit's ``np.argsort(-confidence)`` leaves tie order
+  unspecified);
+* each detection takes the ground truth of its class and image with the largest IoU (first one on ties,
+  already matched ones included, exactly like the devkit's ``argmax``); it is a match only when that IoU
+  is **strictly greater** than the threshold (``ovmax > 0.5``);
+* a match with a ``difficult`` ground truth is neither TP nor FP; a match with an unmatched one is a TP;
+  a second match with the same one (a duplicate) is an FP; no match is an FP;
+* ``npos`` counts the non-difficult ground truth. v1.0 uses the difficult flag; the v1.5 script (and we
+  apply the same to v2.0) sets every ``difficult`` to 0, so all ground truth counts;
+* ``rec = tp / npos``, ``prec = tp / max(tp + fp, eps)``, AP = VOC07 11-point (``use_07_metric=True`` as in
+  the devkit's ``main()``); mAP is the mean over classes that have ground truth (``npos > 0``).
+
+IoU: Task1 uses exact polygon IoU (the devkit's ``polyiou.iou_poly``, no +1; its +1 HBB prefilter only
+skips pairs whose IoU is 0 anyway). Task2 uses axis-aligned IoU. The devkit's Task2 works on integer
+pixel coordinates with ``+1`` areas (``(x2 - x1 + 1) * (y2 - y1 + 1)``) and takes the GT box from vertices
+0 and 2 of the (axis-aligned) GT polygon; we treat boxes as continuous coordinates (no +1) and use the
++1 pixel convention only when ``plus_one=True``; the GT box is ``gt["boxes"]`` (or the polygon's enclosing
+box when that key is missing).
+
+The devkit scores full images after merging patch detections; these functions score whatever images
+``gt`` describes (full images or patches), so say which when reporting.
+
+``poly_iou`` checked against shapely 2 (GEOS) to 1e-9 on random rotated rectangles and convex
+quadrilaterals plus degenerate cases (``tests/test_metrics_dota.py``); method and precision choices follow
+``shared/research/perf.md`` §2: float64 Sutherland-Hodgman (vertices held as complex numbers) in a frame
+centred on the first polygon, after an axis-aligned-box prefilter (``tests/perf/test_perf_polygon_iou.py``
+compares it with shapely's STRtree route).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "poly_iou",
+    "poly_iou_pairs",
+    "hbb_iou",
+    "voc_ap",
+    "evaluate_dota",
+    "map_over_thresholds",
+    "class_groups",
+    "group_ap",
+    "tail_recall",
+]
+
+_EPS = np.finfo(np.float64).eps
+_CHUNK = 1 << 15  # pairs clipped at once (bounds the temporary buffers to a few MB)
+_TASKS = ("task1", "task2")
+_VERSIONS = ("1.0", "1.5", "2.0")
+
+# ----------------------------------------------------------------------------------------------------
+# Geometry
+# ----------------------------------------------------------------------------------------------------
+
+
+def _as_quads(x: Any) -> np.ndarray:
+    """(K, 8) corners -> (K, 4) complex128 (x + iy)."""
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4), dtype=np.complex128)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 8:
+        raise ValueError(f"expected quadrilaterals of shape (K, 8), got {arr.shape}")
+    return arr[:, 0::2] + 1j * arr[:, 1::2]
+
+
+def _shoelace(p: np.ndarray) -> np.ndarray:
+    """Signed area of polygons given as complex vertex rows (..., K) (counter-clockwise positive):
+    ``0.5 * sum Im(conj(p_i) * p_{i+1})``."""
+    return 0.5 * np.sum((np.conj(p) * np.roll(p, -1, axis=-1)).imag, axis=-1)
+
+
+def _prep(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Counter-clockwise corners, centres, areas and AABBs (x1, y1, x2, y2) of complex quads (K, 4)."""
+    centre = q.mean(axis=1)
+    signed = _shoelace(q - centre[:, None])
+    q = np.where((signed < 0)[:, None], q[:, ::-1], q)
+    box = np.stack([q.real.min(axis=1), q.imag.min(axis=1), q.real.max(axis=1), q.imag.max(axis=1)], axis=1)
+    return q, centre, np.abs(signed), box
+
+
+def _clip_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection areas of aligned pairs of counter-clockwise convex quads (P, 4) (complex vertices),
+    both already in a local frame.
+
+    Sutherland-Hodgman: A is clipped by B's four closed half-planes in turn. For vertex j the stage emits
+    [the intersection of edge (j-1 -> j) with B's edge line, if the edge crosses it] and [vertex j, if it
+    is inside]; the emitted points are compacted (a scatter by running count) into a buffer whose width
+    is the largest count in the batch (normally one more than before: 4 -> 5 -> ... -> 8), and unused
+    slots repeat the last emitted point, which leaves the polygon and its shoelace area unchanged. Since
+    nothing is ever truncated, rounding noise that makes the polygon very slightly non-convex cannot lose
+    vertices. An emptied polygon becomes a single repeated point (area exactly 0).
+    """
+    n_pairs = a.shape[0]
+    base = np.arange(n_pairs)[:, None]
+    p = a
+    for k in range(4):
+        k1 = (k + 1) % 4
+        e0 = b[:, k : k + 1]
+        edge = np.conj(b[:, k1 : k1 + 1] - e0)
+        # d = cross(edge, p - e0) >= 0  <=>  p on the left of (inside) B's k-th edge
+        d = (edge * (p - e0)).imag
+        inside = d >= 0
+        size = p.shape[1]
+        p_prev = np.roll(p, 1, axis=1)
+        d_prev = np.roll(d, 1, axis=1)
+        crossing = inside != np.roll(inside, 1, axis=1)
+        t = d_prev / np.where(crossing, d_prev - d, 1.0)
+        cand = np.empty((n_pairs, size, 2), dtype=np.complex128)
+        cand[:, :, 0] = p_prev + t * (p - p_prev)
+        cand[:, :, 1] = p
+        keep = np.empty((n_pairs, size, 2), dtype=bool)
+        keep[:, :, 0] = crossing
+        keep[:, :, 1] = inside
+        keep = keep.reshape(n_pairs, 2 * size)
+        rank = np.cumsum(keep, axis=1)
+        count = rank[:, -1]
+        width = max(int(count.max()), 1)
+        dest = np.where(keep, rank - 1, width) + base * (width + 1)  # column `width` collects the rest
+        out = np.zeros((n_pairs, width + 1), dtype=np.complex128)
+        out.ravel()[dest.ravel()] = cand.ravel()
+        slot = np.minimum(np.arange(width)[None, :], np.maximum(count - 1, 0)[:, None])
+        p = np.take(out, slot + base * (width + 1))
+    return np.maximum(_shoelace(p), 0.0)
+
+
+def _iou_of_pairs(qa, ca, area_a, qb, area_b, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    out = np.empty(ia.shape[0], dtype=np.float64)
+    for s in range(0, ia.shape[0], _CHUNK):
+        i, j = ia[s : s + _CHUNK], ib[s : s + _CHUNK]
+        c = ca[i][:, None]
+        inter = _clip_area(qa[i] - c, qb[j] - c)
+        union = area_a[i] + area_b[j] - inter
+        out[s : s + _CHUNK] = np.clip(inter / union, 0.0, 1.0)
+    return out
+
+
+def _overlapping_pairs(box_a: np.ndarray, box_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs whose AABBs overlap with positive area. A sweep on x: with ``b`` sorted by x1, the
+    candidates of each ``a`` form one contiguous run (x1_b < x2_a and x1_b > x1_a - max width of b, with a
+    small margin); the exact four strict inequalities are then tested on the candidates only."""
+    order = np.argsort(box_b[:, 0], kind="stable")
+    bs = np.ascontiguousarray(box_b[order].T).T  # column-major: cheap per-column gathers
+    max_w = float(np.max(bs[:, 2] - bs[:, 0]))
+    margin = 1e-9 * (1.0 + max_w + float(np.max(np.abs(box_a[:, 0]))))
+    hi = np.searchsorted(bs[:, 0], box_a[:, 2], side="left")
+    lo = np.searchsorted(bs[:, 0], box_a[:, 0] - max_w - margin, side="left")
+    counts = np.maximum(hi - lo, 0)
+    total = int(counts.sum())
+    ia = np.repeat(np.arange(box_a.shape[0]), counts)
+    start = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    jb = start + np.arange(total)
+    keep = box_a[:, 0][ia] < bs[:, 2][jb]  # (x1_b < x2_a holds by construction of hi)
+    keep &= bs[:, 1][jb] < box_a[:, 3][ia]
+    keep &= box_a[:, 1][ia] < bs[:, 3][jb]
+    return ia[keep], order[jb[keep]]
+
+
+def poly_iou(a: Any, b: Any) -> np.ndarray:
+    """Exact IoU matrix (N, M) of convex quadrilaterals ``a`` (N, 8) and ``b`` (M, 8).
+
+    Corners are ``x1 y1 x2 y2 x3 y3 x4 y4`` in boundary order, clockwise or counter-clockwise, starting
+    anywhere (a self-crossing corner order is not supported, nor are non-convex quadrilaterals). Only
+    pairs whose axis-aligned bounding boxes overlap with positive area are clipped; all other pairs, and
+    every pair involving a zero-area polygon, get IoU 0. Computed in float64 in a frame centred on
+    ``a``'s polygon.
+    """
+    return _poly_iou_matrix(_as_quads(a), _as_quads(b))
+
+
+def _poly_iou_matrix(qa, qb, group_a=None, group_b=None) -> np.ndarray:
+    """``poly_iou`` on complex quads; with group labels only pairs of the same group are computed (the
+    others stay 0), so one call can serve all classes of an image."""
+    out = np.zeros((qa.shape[0], qb.shape[0]), dtype=np.float64)
+    if out.size == 0:
+        return out
+    qa, ca, area_a, box_a = _prep(qa)
+    qb, _, area_b, box_b = _prep(qb)
+    ia, ib = _overlapping_pairs(box_a, box_b)
+    keep = (area_a[ia] > 0) & (area_b[ib] > 0)
+    if group_a is not None:
+        keep &= group_a[ia] == group_b[ib]
+    ia, ib = ia[keep], ib[keep]
+    if ia.size:
+        out[ia, ib] = _iou_of_pairs(qa, ca, area_a, qb, area_b, ia, ib)
+    return out
+
+
+def poly_iou_pairs(a: Any, b: Any) -> np.ndarray:
+    """IoU (P,) of aligned pairs ``a[k]``, ``b[k]`` of convex quadrilaterals (P, 8); see ``poly_iou``."""
+    qa, qb = _as_quads(a), _as_quads(b)
+    if qa.shape[0] != qb.shape[0]:
+        raise ValueError(f"poly_iou_pairs needs aligned inputs, got {qa.shape[0]} and {qb.shape[0]}")
+    out = np.zeros(qa.shape[0], dtype=np.float64)
+    if out.size == 0:
+        return out
+    qa, ca, area_a, box_a = _prep(qa)
+    qb, _, area_b, box_b = _prep(qb)
+    cand = (
+        (box_a[:, 0] < box_b[:, 2])
+        & (box_b[:, 0] < box_a[:, 2])
+        & (box_a[:, 1] < box_b[:, 3])
+        & (box_b[:, 1] < box_a[:, 3])
+        & (area_a > 0)
+        & (area_b > 0)
+    )
+    (idx,) = np.nonzero(cand)
+    if idx.size:
+        out[idx] = _iou_of_pairs(qa, ca, area_a, qb, area_b, idx, idx)
+    return out
+
+
+def hbb_iou(a: Any, b: Any, plus_one: bool = False) -> np.ndarray:
+    """IoU matrix (N, M) of axis-aligned ``x1 y1 x2 y2`` boxes.
+
+    Continuous coordinates by default (area ``(x2 - x1) * (y2 - y1)``). ``plus_one=True`` applies the
+    DOTA devkit Task2 / py-faster-rcnn convention for integer pixel coordinates, where a box covers
+    ``x2 - x1 + 1`` pixels. Boxes with no area give IoU 0.
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    off = 1.0 if plus_one else 0.0
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + off
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + off
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    area_a = np.maximum(a[:, 2] - a[:, 0] + off, 0.0) * np.maximum(a[:, 3] - a[:, 1] + off, 0.0)
+    area_b = np.maximum(b[:, 2] - b[:, 0] + off, 0.0) * np.maximum(b[:, 3] - b[:, 1] + off, 0.0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return iou
+
+
+# ----------------------------------------------------------------------------------------------------
+# AP
+# ----------------------------------------------------------------------------------------------------
+
+
+def voc_ap(rec: Any, prec: Any, use_07_metric: bool = True) -> float:
+    """VOC average precision of a PR curve, as the VOC / DOTA devkit ``voc_ap`` computes it.
+
+    ``use_07_metric=True``: 11-point, ``sum_t max(prec[rec >= t]) / 11`` (0 where no point reaches t),
+    with the devkit's thresholds ``np.arange(0.0, 1.1, 0.1)``. Note that these are not exact decimals
+    (e.g. the fourth one is 0.30000000000000004), so a recall of exactly 3/10 does *not* reach t = 0.3;
+    we keep that devkit behaviour, as well as its summation ``ap += p / 11`` (a perfect curve gives
+    ``1.0000000000000002``, exactly as the devkit prints it).
+    ``use_07_metric=False``: VOC2010+ all-point area under the monotone precision envelope.
+    """
+    rec = np.asarray(rec, dtype=np.float64).ravel()
+    prec = np.asarray(prec, dtype=np.float64).ravel()
+    if use_07_metric:
+        ap = 0.0
+        for t in np.arange(0.0, 1.1, 0.1):
+            reach = rec >= t
+            ap += (float(np.max(prec[reach])) if reach.any() else 0.0) / 11.0
+        return ap
+    mrec = np.concatenate([[0.0], rec, [1.0]])
+    mpre = np.concatenate([[0.0], prec, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    i = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------
+
+
+def _check(task: str, version: str) -> None:
+    if task not in _TASKS:
+        raise ValueError(f"task must be one of {_TASKS}, got {task!r}")
+    if version not in _VERSIONS:
+        raise ValueError(f"version must be one of {_VERSIONS}, got {version!r}")
+
+
+def _box_to_poly(b: np.ndarray) -> np.ndarray:
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    return np.stack([x1, y1, x2, y1, x2, y2, x1, y2], axis=1)
+
+
+def _poly_to_box(p: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [
+            p[:, 0::2].min(axis=1, keepdims=True),
+            p[:, 1::2].min(axis=1, keepdims=True),
+            p[:, 0::2].max(axis=1, keepdims=True),
+            p[:, 1::2].max(axis=1, keepdims=True),
+        ],
+        axis=1,
+    )
+
+
+def _geometry(arr: Any, task: str) -> np.ndarray:
+    """Geometry rows for the task: (K, 8) polygons for task1, (K, 4) boxes for task2."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.size == 0:
+        return np.zeros((0, 8 if task == "task1" else 4))
+    width = arr.shape[1]
+    if width not in (4, 8):
+        raise ValueError(f"expected boxes (K, 4) or polygons (K, 8), got {arr.shape}")
+    if task == "task1":
+        return arr if width == 8 else _box_to_poly(arr)
+    return arr if width == 4 else _poly_to_box(arr)
+
+
+def _gt_geometry(rec: Mapping[str, Any], task: str) -> np.ndarray:
+    key, other = ("polygons", "boxes") if task == "task1" else ("boxes", "polygons")
+    if rec.get(key) is not None:
+        return _geometry(rec[key], task)
+    if rec.get(other) is not None:
+        return _geometry(rec[other], task)
+    return _geometry(np.zeros((0, 8)), task)
+
+
+class _ClassMatches:
+    """Per-class, threshold-independent match data: detections in stable score order, each with its
+    best-IoU ground truth (global id, -1 if none) and that IoU; plus the difficult flags and npos."""
+
+    def __init__(self, ovmax: np.ndarray, jmax: np.ndarray, difficult: np.ndarray, npos: int):
+        self.ovmax, self.jmax, self.difficult, self.npos = ovmax, jmax, difficult, npos
+
+    def tp_fp(self, thresh: float) -> tuple[np.ndarray, np.ndarray]:
+        matched = self.ovmax > thresh
+        if self.difficult.size:
+            diff = matched & self.difficult[np.maximum(self.jmax, 0)]
+        else:
+            diff = np.zeros_like(matched)
+        regular = matched & ~diff
+        first = np.zeros_like(matched)
+        if regular.any():
+            idx = np.nonzero(regular)[0]
+            _, first_pos = np.unique(self.jmax[idx], return_index=True)
+            first[idx[first_pos]] = True
+        tp = first
+        fp = ~matched | (regular & ~first)
+        return tp, fp
+
+    def curve(self, thresh: float) -> tuple[np.ndarray, np.ndarray, int]:
+        tp, fp = self.tp_fp(thresh)
+        ctp = np.cumsum(tp, dtype=np.float64)
+        cfp = np.cumsum(fp, dtype=np.float64)
+        rec = ctp / self.npos if self.npos > 0 else np.full_like(ctp, np.nan)
+        prec = ctp / np.maximum(ctp + cfp, _EPS)
+        return rec, prec, int(tp.sum())
+
+
+def _class_index(key: Any, classes: Sequence[str]) -> int:
+    if isinstance(key, str):
+        return list(classes).index(key)
+    return int(key)
+
+
+def _match_data(
+    gt: Mapping[Any, Mapping[str, Any]],
+    dets: Mapping[Any, Sequence[tuple[Any, float, Any]]],
+    classes: Sequence[str],
+    task: str,
+    version: str,
+    plus_one: bool,
+) -> list[_ClassMatches]:
+    _check(task, version)
+    n_cls = len(classes)
+    use_difficult = version == "1.0"
+    # ground truth per image: geometry, labels and each object's id within its class
+    gt_img: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    diff_flags: list[list[np.ndarray]] = [[] for _ in range(n_cls)]
+    offsets = np.zeros(n_cls, dtype=np.int64)
+    for image_id, rec in gt.items():
+        geo = _gt_geometry(rec, task)
+        labels = np.asarray(rec.get("labels", np.zeros(0)), dtype=np.int64).reshape(-1)
+        if labels.shape[0] != geo.shape[0]:
+            raise ValueError(f"image {image_id!r}: {labels.shape[0]} labels for {geo.shape[0]} objects")
+        if labels.size and (labels.min() < 0 or labels.max() >= n_cls):
+            raise ValueError(f"image {image_id!r}: labels outside the {n_cls} classes")
+        diff = rec.get("difficult")
+        if diff is None or not use_difficult:
+            diff = np.zeros(labels.shape[0], dtype=bool)
+        diff = np.asarray(diff).astype(bool).reshape(-1)
+        ids = np.zeros(labels.shape[0], dtype=np.int64)
+        for c in np.unique(labels):
+            sel = labels == c
+            k = int(sel.sum())
+            ids[sel] = np.arange(offsets[c], offsets[c] + k)
+            diff_flags[c].append(diff[sel])
+            offsets[c] += k
+        gt_img[image_id] = (geo, labels, ids)
+    dets_by_cls: dict[int, list[tuple[Any, float, Any]]] = {}
+    for key, lst in dets.items():
+        c = _class_index(key, classes)
+        if not 0 <= c < n_cls:
+            raise ValueError(f"detections for class {key!r} outside the {n_cls} classes")
+        dets_by_cls.setdefault(c, []).extend(lst)
+    # per class: detections in stable descending score order; per image: (class, rank) of its detections
+    sorted_dets: list[list[tuple[Any, float, Any]]] = []
+    by_image: dict[Any, list[tuple[int, int]]] = {}
+    for c in range(n_cls):
+        lst = dets_by_cls.get(c, [])
+        scores = np.array([float(d[1]) for d in lst], dtype=np.float64)
+        ordered = [lst[i] for i in np.argsort(-scores, kind="stable")]
+        sorted_dets.append(ordered)
+        for rank, d in enumerate(ordered):
+            by_image.setdefault(d[0], []).append((c, rank))
+    ovmax = [np.full(len(d), -np.inf) for d in sorted_dets]
+    jmax = [np.full(len(d), -1, dtype=np.int64) for d in sorted_dets]
+    for image_id, entries in by_image.items():
+        if image_id not in gt_img:
+            raise ValueError(f"detection on image {image_id!r}, which is not in the ground truth")
+        g, gl, gid = gt_img[image_id]
+        if g.shape[0] == 0:
+            continue
+        rows = [np.asarray(sorted_dets[c][r][2], dtype=np.float64).ravel() for c, r in entries]
+        if len({r.size for r in rows}) == 1:
+            geo = _geometry(np.stack(rows), task)
+        else:  # boxes and polygons mixed
+            geo = np.concatenate([_geometry(r, task) for r in rows])
+        dl = np.array([c for c, _ in entries], dtype=np.int64)
+        if task == "task1":
+            iou = _poly_iou_matrix(_as_quads(geo), _as_quads(g), dl, gl)
+        else:
+            iou = hbb_iou(geo, g, plus_one=plus_one)
+        # only ground truth of the detection's class counts; argmax keeps the first on ties
+        iou = np.where(dl[:, None] == gl[None, :], iou, -np.inf)
+        best = np.argmax(iou, axis=1)
+        best_iou = iou[np.arange(len(entries)), best]
+        for k, (c, r) in enumerate(entries):
+            if best_iou[k] > -np.inf:
+                ovmax[c][r] = best_iou[k]
+                jmax[c][r] = gid[best[k]]
+    out = []
+    for c in range(n_cls):
+        difficult = np.concatenate(diff_flags[c]) if diff_flags[c] else np.zeros(0, dtype=bool)
+        out.append(_ClassMatches(ovmax[c], jmax[c], difficult, int((~difficult).sum())))
+    return out
+
+
+def _protocol(task: str, version: str, use_07_metric: bool, plus_one: bool) -> str:
+    iou = "polygon IoU" if task == "task1" else ("HBB IoU +1 px" if plus_one else "HBB IoU")
+    diff = "difficult ignored" if version == "1.0" else "all GT counted"
+    ap = "VOC07 11-point" if use_07_metric else "VOC all-point"
+    return f"DOTA devkit {task} v{version} ({iou}, IoU > thr strict, {diff}, {ap} AP)"
+
+
+def evaluate_dota(
+    gt: Mapping[Any, Mapping[str, Any]],
+    dets: Mapping[Any, Sequence[tuple[Any, float, Any]]],
+    classes: Sequence[str],
+    task: str = "task2",
+    version: str = "1.0",
+    iou_thresh: float = 0.5,
+    use_07_metric: bool = True,
+    plus_one: bool = False,
+) -> dict[str, Any]:
+    """DOTA devkit mAP.
+
+    ``gt``: image_id -> {"polygons": (N, 8), "boxes": (N, 4) xyxy, "labels": (N,) int,
+    "difficult": (N,) int}; Task1 needs "polygons" (or falls back to "boxes"), Task2 "boxes" (or the
+    polygons' enclosing boxes). ``dets``: class index (or name) -> list of ``(image_id, score, geometry)``,
+    geometry an 8-vector polygon or a 4-vector xyxy box (converted to the task's form). Every image that
+    carries detections must be a key of ``gt`` (as in the devkit, whose image set file lists them).
+
+    Returns ``{"mAP50": ..., "per_class": {name: AP}, "per_class_recall": {name: final recall},
+    "npos": {name: n}, "protocol": str}``; ``"mAP50"`` is named ``"mAP"`` when ``iou_thresh != 0.5``.
+    A class without (counted) ground truth gets AP NaN and is left out of the mean; a class with ground
+    truth and no detection gets AP 0.
+    """
+    data = _match_data(gt, dets, classes, task, version, plus_one)
+    per_class, per_rec, npos = {}, {}, {}
+    for name, m in zip(classes, data, strict=True):
+        npos[name] = m.npos
+        if m.npos == 0:
+            per_class[name], per_rec[name] = float("nan"), float("nan")
+            continue
+        rec, prec, ntp = m.curve(iou_thresh)
+        per_class[name] = voc_ap(rec, prec, use_07_metric)
+        per_rec[name] = ntp / m.npos
+    valid = [v for v in per_class.values() if not np.isnan(v)]
+    key = "mAP50" if iou_thresh == 0.5 else "mAP"
+    return {
+        key: float(np.mean(valid)) if valid else float("nan"),
+        "per_class": per_class,
+        "per_class_recall": per_rec,
+        "npos": npos,
+        "protocol": _protocol(task, version, use_07_metric, plus_one) + f", IoU threshold {iou_thresh:g}",
+    }
+
+
+def map_over_thresholds(
+    gt: Mapping[Any, Mapping[str, Any]],
+    dets: Mapping[Any, Sequence[tuple[Any, float, Any]]],
+    classes: Sequence[str],
+    task: str = "task2",
+    version: str = "1.0",
+    thresholds: Any = None,
+    use_07_metric: bool = True,
+    plus_one: bool = False,
+) -> dict[str, Any]:
+    """Mean of the devkit's VOC AP over IoU thresholds (default ``np.arange(0.5, 0.96, 0.05)``).
+
+    This is the COCO-style threshold range 0.50:0.05:0.95 with the devkit's matching (IoU strictly
+    greater than each threshold, difficult handling per version) and VOC interpolation (11-point by
+    default). It is *not* COCO's 101-point AP and *not* Ultralytics' OBB mAP50-95, so its numbers are not
+    comparable with either. IoUs are computed once and reused for every threshold.
+
+    Returns ``{"mAP": mean over thresholds of the per-threshold mAP, "per_threshold": {thr: mAP},
+    "per_class": {name: AP averaged over thresholds}, "protocol": str}``.
+    """
+    thr = np.arange(0.5, 0.96, 0.05) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    data = _match_data(gt, dets, classes, task, version, plus_one)
+    table = np.full((len(thr), len(classes)), np.nan)
+    for k, m in enumerate(data):
+        if m.npos == 0:
+            continue
+        for t_i, t in enumerate(thr):
+            rec, prec, _ = m.curve(float(t))
+            table[t_i, k] = voc_ap(rec, prec, use_07_metric)
+    has_gt = np.array([m.npos > 0 for m in data], dtype=bool)
+    per_thr = table[:, has_gt].mean(axis=1) if has_gt.any() else np.full(len(thr), np.nan)
+    return {
+        "mAP": float(per_thr.mean()) if len(thr) else float("nan"),
+        "per_threshold": {round(float(t), 4): float(v) for t, v in zip(thr, per_thr, strict=True)},
+        "per_class": {n: float(table[:, k].mean()) for k, n in enumerate(classes)},
+        "protocol": _protocol(task, version, use_07_metric, plus_one) + ", averaged over IoU thresholds",
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Long tail
+# ----------------------------------------------------------------------------------------------------
+
+
+def class_groups(train_counts: Mapping[str, float]) -> dict[str, str]:
+    """Head / middle / tail classes by terciles of training frequency.
+
+    Classes are ranked by count, most frequent first; a class's rank is the number of classes with a
+    strictly larger count ("competition" ranking, so tied classes share the better rank). With ``n``
+    classes, rank ``< n/3`` is "head", ``< 2n/3`` is "middle", the rest "tail". Without ties this splits
+    15 classes 5/5/5 and 16 classes 6/5/5; tied classes always fall in the same group, the more frequent
+    one when the tie straddles a boundary (so with many ties the tail can be smaller than a third, or
+    empty when all counts are equal).
+    """
+    names = list(train_counts)
+    counts = np.array([float(train_counts[k]) for k in names])
+    n = len(names)
+    out = {}
+    for name, c in zip(names, counts, strict=True):
+        rank = int(np.sum(counts > c))
+        out[name] = "head" if rank < n / 3 else ("middle" if rank < 2 * n / 3 else "tail")
+    return out
+
+
+def group_ap(per_class_ap: Mapping[str, float], groups: Mapping[str, str]) -> dict[str, float]:
+    """Mean AP per group ("head", "middle", "tail") over the classes of ``groups`` whose AP in
+    ``per_class_ap`` is finite (classes without ground truth have NaN AP and are skipped). A group with
+    no such class gets NaN."""
+    out = {}
+    for g in ("head", "middle", "tail"):
+        vals = [float(per_class_ap[n]) for n, gg in groups.items() if gg == g and n in per_class_ap]
+        vals = [v for v in vals if np.isfinite(v)]
+        out[g] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def tail_recall(
+    gt: Mapping[Any, Mapping[str, Any]],
+    dets: Mapping[Any, Sequence[tuple[Any, float, Any]]],
+    classes: Sequence[str],
+    groups: Mapping[str, str],
+    task: str = "task2",
+    version: str = "1.0",
+    iou_thresh: float = 0.5,
+    plus_one: bool = False,
+) -> float:
+    """Recall of tail-class ground truth: the devkit's greedy matching (IoU strictly > ``iou_thresh``)
+    over *all* detections (no score cut-off), pooled over the tail classes, i.e. the final point of their
+    PR curves: ``sum TP / sum npos``. Difficult ground truth is excluded under v1.0 as in ``evaluate_dota``.
+    NaN when the tail classes have no ground truth."""
+    data = _match_data(gt, dets, classes, task, version, plus_one)
+    tp = npos = 0
+    for name, m in zip(classes, data, strict=True):
+        if groups.get(name) != "tail" or m.npos == 0:
+            continue
+        tp += int(m.tp_fp(iou_thresh)[0].sum())
+        npos += m.npos
+    return tp / npos if npos else float("nan")

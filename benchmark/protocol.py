@@ -1,0 +1,441 @@
+"""The round loop of one run: initial labelled set -> train -> evaluate -> query -> reveal, per budget.
+
+Rules (DESIGN §4):
+* the initial labelled set depends only on (dataset, seed, first budget, unit): every method of a
+  seed starts from the same labels; the orchestrator saves it as ids before any run starts;
+* each round retrains from the same initial weights (``seed_hash(seed, "weights")``) with the
+  same schedule, unless the matrix sets ``warm_start``;
+* seeds derive per purpose: ``("init")``, ``("train", round)``, ``("query", round)``;
+* budgets are cumulative, in images or in boxes (boxes: images are revealed in the strategy's
+  order until the round's box budget is reached; the last image may overshoot and the record
+  keeps the actual count);
+* round 0 of runs that share a trainer, an initial set and a training seed trains once: the model,
+  its test predictions and metrics are cached under ``<out>/_cache/round0/``;
+* a finished round (``round<r>/DONE``) is never redone; a killed run resumes at the first
+  unfinished round and produces the same records as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
+from benchmark.detectors import build_detector
+from benchmark.evaluation import evaluate_domain
+from benchmark.metrics.coco import predictions_to_coco
+from benchmark.results import (
+    RunDir,
+    atomic_write_json,
+    atomic_write_text,
+    git_commit,
+    ids_sha256,
+    package_versions,
+    read_ids,
+    write_ids,
+)
+from benchmark.spec import SCHEMA_VERSION, Cell, DomainSetup, canonical_hash, seed_hash
+from benchmark.training import predict_all
+from domains.base import Domain, DomainDataset, SpecError, get_domain
+
+RoundCallback = Callable[[Cell, int, dict[str, Any]], None]
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+@dataclass
+class DomainData:
+    domain: Domain
+    root: Path
+    pool: DomainDataset
+    test: DomainDataset
+    images: ImageStore
+
+    @property
+    def version(self) -> str:
+        return canonical_hash({"pool": self.pool.version, "test": self.test.version}, 16)
+
+
+_DATA_CACHE: dict[Any, DomainData] = {}
+
+
+def resolve_root(setup: DomainSetup, progress: bool = True) -> Path:
+    if setup.root is not None:
+        return Path(setup.root)
+    from domains.synthetic import ensure_synthetic
+
+    return ensure_synthetic(setup.name, setup.synthetic_size, setup.synthetic_seed, progress=progress)
+
+
+def load_domain_data(setup: DomainSetup, progress: bool = True) -> DomainData:
+    """Load (once per process) the pool and test splits of a domain."""
+    key = (
+        setup.name,
+        tuple(sorted(setup.options.items())),
+        setup.root,
+        setup.synthetic_size,
+        setup.synthetic_seed,
+    )
+    if key in _DATA_CACHE:
+        return _DATA_CACHE[key]
+    domain = get_domain(setup.name, **setup.options)
+    root = resolve_root(setup, progress)
+    domain.verify(root)
+    pool = domain.load(root, "pool")
+    test = domain.load(root, "test")
+    overlap = {s.group for s in pool} & {s.group for s in test}
+    if overlap:
+        raise SpecError(f"{setup.name}: groups {sorted(overlap)[:5]} appear in both pool and test splits")
+
+    def loader(sid: str) -> np.ndarray:
+        return pool.image(sid) if sid in pool else test.image(sid)
+
+    data = DomainData(domain, root, pool, test, ImageStore(loader))
+    _DATA_CACHE[key] = data
+    return data
+
+
+def initial_ids(pool: DomainDataset, budget: int, unit: str, seed: int) -> list[str]:
+    """The seed's initial labelled set: a random order of the pool (by ``seed_hash(seed, "init")``),
+    cut at the first budget (in images, or in boxes with the last image allowed to overshoot)."""
+    rng = np.random.default_rng(seed_hash(seed, "init"))
+    ids = sorted(pool.ids)
+    order = [ids[i] for i in rng.permutation(len(ids))]
+    if unit == "images":
+        if budget > len(order):
+            raise SpecError(f"first budget {budget} exceeds the pool's {len(order)} images")
+        return order[:budget]
+    out, boxes = [], 0
+    for sid in order:
+        if boxes >= budget:
+            break
+        out.append(sid)
+        boxes += pool.by_id(sid).num_objects
+    return out
+
+
+def split_file(out: Path, domain: str, version: str, seed: int, budget: int, unit: str) -> Path:
+    return out / "splits" / domain / version / f"seed{seed}-{unit}{budget}.ids"
+
+
+def ensure_initial_split(out: Path, cell: Cell, pool: DomainDataset) -> list[str]:
+    """Write (once) and read back the initial labelled ids of (domain, seed)."""
+    path = split_file(
+        out, cell.domain.name, cell.dataset_version, cell.seed, cell.budgets[0], cell.budget_unit
+    )
+    ids = initial_ids(pool, cell.budgets[0], cell.budget_unit, cell.seed)
+    if path.is_file():
+        saved = read_ids(path)
+        if saved != ids:
+            raise SpecError(f"{path} does not match the initial set this code draws; delete it to regenerate")
+        return saved
+    write_ids(path, ids)
+    return ids
+
+
+# ----------------------------------------------------------------------------------------- rounds
+
+
+def _new_detector_factory(cell: Cell, n_classes: int) -> Callable[[], torch.nn.Module]:
+    weights_seed = seed_hash(cell.seed, "weights")
+
+    def make() -> torch.nn.Module:
+        # initialise under a private copy of the global RNG: the caller's state is untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(weights_seed)
+            model = build_detector(cell.detector, n_classes, **cell.detector_options)
+        return model.to(memory_format=torch.channels_last)
+
+    return make
+
+
+def _round0_key(cell: Cell, init: list[str], trainer_version: str) -> str:
+    return canonical_hash(
+        {
+            "domain": cell.domain.name,
+            "options": cell.domain.options,
+            "dataset": cell.dataset_version,
+            "trainer": cell.trainer,
+            "trainer_version": trainer_version,
+            "detector": cell.detector,
+            "detector_options": cell.detector_options,
+            "schedule": cell.canonical()["schedule"],
+            "init": ids_sha256(init),
+            "seed": cell.seed,
+            "threads": cell.threads,
+        },
+        24,
+    )
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return "cpu"
+
+
+def run_cell(
+    cell: Cell,
+    out: Path,
+    data: DomainData,
+    device: str = "cpu",
+    launcher: str = "serial",
+    on_round: RoundCallback | None = None,
+    train_progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) one cell; returns its records, one per round."""
+    if cell.dataset_version != data.version:
+        raise SpecError(f"cell dataset version {cell.dataset_version!r} != loaded data {data.version!r}")
+    method = METHODS.get(cell.trainer)()
+    strategy = STRATEGIES.get(cell.strategy)()
+    rd = RunDir(run_path(out, cell))
+    atomic_write_json(rd.root / "spec.json", {"run_id": cell.run_id, **cell.canonical()})
+    pool, test = data.pool, data.test
+    classes = data.domain.classes
+    n_rounds = len(cell.budgets)
+    seeds = cell.seeds(n_rounds)
+    new_detector = _new_detector_factory(cell, len(classes))
+    labelled: list[str] = list(ensure_initial_split(out, cell, pool))
+    prev_state = None
+    records: list[dict[str, Any]] = []
+    for r, target in enumerate(cell.budgets):
+        if rd.round_done(r):
+            rec = rd.read_record(r)
+            saved = read_ids(rd.round_dir(r) / "labelled.ids")
+            if saved != labelled:
+                raise SpecError(f"{rd.round_dir(r)}: saved labelled ids differ from the replayed ones")
+            acquired = read_ids(rd.round_dir(r) / "acquired.ids")
+            labelled = labelled + acquired
+            records.append(rec)
+            if cell.warm_start:
+                prev_state = torch.load(rd.round_dir(r) / "model.pt", map_location="cpu", weights_only=True)
+            continue
+        rd.heartbeat(r)
+        lab_set = set(labelled)
+        lab_samples = [pool.by_id(i) for i in labelled]
+        unl_samples = [s for s in pool if s.id not in lab_set]
+        gen = torch.Generator().manual_seed(seeds["train"][r])
+        rng = np.random.default_rng(seeds["train"][r])
+        t0 = time.perf_counter()
+        cache = None
+        if r == 0 and not cell.warm_start:
+            cache = out / "_cache" / "round0" / _round0_key(cell, labelled, method.version())
+        cached = cache is not None and (cache / "DONE").is_file()
+        if cached:
+            model = new_detector()
+            model.load_state_dict(torch.load(cache / "model.pt", map_location="cpu", weights_only=True))
+            model.to(device).eval()
+        else:
+            ctx = TrainContext(
+                lab_samples,
+                unl_samples,
+                data.images,
+                classes,
+                new_detector,
+                cell.schedule,
+                gen,
+                rng,
+                device,
+                train_progress,
+                r,
+                prev_state,
+            )
+            model = method.train(ctx)
+        train_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if cached:
+            preds_json = json.loads((cache / "predictions.json").read_text())
+            metrics = json.loads((cache / "metrics.json").read_text())
+        else:
+            preds = predict_all(model, data.images.many(test.ids), device=device)
+            metrics = evaluate_domain(data.domain, test, preds)
+            preds_json = predictions_to_coco(preds, test.ids)
+            if cache is not None:
+                _write_round0_cache(cache, model, preds_json, metrics)
+        eval_s = time.perf_counter() - t1
+        # -- query and reveal
+        t2 = time.perf_counter()
+        acquired: list[str] = []
+        if r + 1 < n_rounds:
+            acquired = _query(
+                cell,
+                strategy,
+                model,
+                pool,
+                labelled,
+                lab_samples,
+                unl_samples,
+                data,
+                classes,
+                seeds["query"][r],
+                device,
+                r,
+                cell.budgets[r + 1],
+            )
+        query_s = time.perf_counter() - t2
+        n_boxes = sum(pool.by_id(i).num_objects for i in labelled)
+        rec = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": cell.run_id,
+            "matrix": cell.matrix,
+            "domain": cell.domain.name,
+            "domain_options": cell.domain.options,
+            "data": cell.domain.data_label(),
+            "dataset_version": cell.dataset_version,
+            "label_unit": data.domain.label_unit,
+            "method": cell.method,
+            "trainer": cell.trainer,
+            "strategy": cell.strategy,
+            "paradigm": {"trainer": method.paradigm, "strategy": strategy.paradigm},
+            "method_version": method.version(),
+            "strategy_version": strategy.version(),
+            "hparams": {"trainer": method.hp, "strategy": strategy.hp},
+            "seed": cell.seed,
+            "seeds": {k: (v[r] if isinstance(v, list) else v) for k, v in seeds.items()},
+            "round": r,
+            "n_rounds": n_rounds,
+            "budget_unit": cell.budget_unit,
+            "budget_target": target,
+            "n_labelled": len(labelled),
+            "n_labelled_boxes": n_boxes,
+            "labelled_sha256": ids_sha256(labelled),
+            "n_acquired": len(acquired),
+            "metrics": metrics["metrics"],
+            "primary_metric": metrics["primary"],
+            "higher_is_better": metrics["higher_is_better"],
+            "per_class": metrics["per_class"],
+            "metric_impl": metrics["impl"],
+            "eval_split": "test",
+            "n_test": len(test),
+            "detector": cell.detector,
+            "detector_options": cell.detector_options,
+            "schedule": cell.canonical()["schedule"],
+            "threads": cell.threads,
+            "warm_start": cell.warm_start,
+            "timing": {
+                "train_s": round(train_s, 3),
+                "eval_s": round(eval_s, 3),
+                "query_s": round(query_s, 3),
+                "round0_reused": bool(cached),
+                "peak_rss_mb": round(_peak_rss_mb(), 1),
+                "images_seen": 0 if cached else cell.schedule.iterations * cell.schedule.batch_size,
+            },
+            "provenance": {
+                "git_commit": git_commit(),
+                "packages": package_versions(),
+                "device": _device_name(device),
+                "launcher": launcher,
+                "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ"),
+            },
+        }
+        if cell.warm_start:
+            prev_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+            _save_state(rd.round_dir(r) / "model.pt", prev_state)
+        rd.write_round(r, rec, labelled, acquired, preds_json)
+        records.append(rec)
+        if on_round is not None:
+            on_round(cell, r, rec)
+        labelled = labelled + acquired
+    rd.finish()
+    return records
+
+
+def _save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """torch.save, atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _write_round0_cache(cache: Path, model: torch.nn.Module, preds_json, metrics) -> None:
+    _save_state(cache / "model.pt", model.state_dict())
+    atomic_write_text(cache / "predictions.json", json.dumps(preds_json, separators=(",", ":")) + "\n")
+    atomic_write_json(cache / "metrics.json", metrics)
+    atomic_write_text(cache / "DONE", "ok\n")
+
+
+def _query(
+    cell,
+    strategy,
+    model,
+    pool,
+    labelled,
+    lab_samples,
+    unl_samples,
+    data,
+    classes,
+    qseed,
+    device,
+    r,
+    next_target,
+) -> list[str]:
+    """Ask the strategy and reveal labels up to the next budget (images or boxes)."""
+    qctx = QueryContext(
+        model,
+        lab_samples,
+        unl_samples,
+        data.images,
+        classes,
+        torch.Generator().manual_seed(qseed),
+        np.random.default_rng(qseed),
+        device,
+        r,
+        cell.budget_unit,
+    )
+    lab_set = set(labelled)
+    if cell.budget_unit == "images":
+        k = next_target - len(labelled)
+        picks = strategy.select(qctx, k)
+        _check_picks(strategy.name, picks, lab_set, {s.id for s in unl_samples}, k)
+        return list(picks)
+    # boxes: reveal in the strategy's order until the round's box budget is spent
+    have = sum(pool.by_id(i).num_objects for i in labelled)
+    per_image = max(1.0, have / max(1, len(labelled)))
+    acquired: list[str] = []
+    remaining = list(unl_samples)
+    while have < next_target and remaining:
+        k = max(1, math.ceil((next_target - have) / per_image))
+        qctx.unlabelled = remaining
+        picks = strategy.select(qctx, min(k, len(remaining)))
+        _check_picks(strategy.name, picks, lab_set | set(acquired), {s.id for s in remaining}, k)
+        if not picks:
+            break
+        for sid in picks:
+            if have >= next_target:
+                break
+            acquired.append(sid)
+            have += pool.by_id(sid).num_objects
+        taken = set(acquired)
+        remaining = [s for s in remaining if s.id not in taken]
+    return acquired
+
+
+def _check_picks(name: str, picks: list[str], labelled: set[str], unlabelled: set[str], k: int) -> None:
+    if len(picks) > k:
+        raise RuntimeError(f"strategy {name} returned {len(picks)} ids for a budget of {k}")
+    if len(set(picks)) != len(picks):
+        raise RuntimeError(f"strategy {name} returned duplicate ids")
+    bad = [p for p in picks if p not in unlabelled or p in labelled]
+    if bad:
+        raise RuntimeError(f"strategy {name} returned ids outside the unlabelled pool: {bad[:5]}")
+
+
+def run_path(out: Path, cell: Cell) -> Path:
+    return Path(out) / cell.domain.name / cell.method / f"seed{cell.seed}" / cell.run_id

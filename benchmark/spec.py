@@ -1,0 +1,275 @@
+"""Benchmark matrices: TOML files that expand into cells (domain x method x seed), run ids and seeds.
+
+A matrix (``benchmark/matrices/<name>.toml``)::
+
+    name = "smoke"
+    domains = ["dota"]
+    methods = ["supervised+random", "supervised+entropy"]   # trainer[+strategy]
+    seeds = [0, 1]
+    budget_unit = "images"          # or "boxes"
+    budgets = [40, 80, 160]         # cumulative label budgets, one AL round each
+    threads = 1                     # torch threads per run (recorded; part of the run id)
+    [detector]
+    name = "tiny_fcos_xs"
+    [schedule]                      # benchmark.training.Schedule fields
+    iterations = 300
+    [domains.dota]                  # per-domain settings; anything else is an adapter option
+    synthetic_size = "small"        # used when no root is given
+    # root = "/data/DOTA"           # real data (or --data-root dota=PATH)
+    # budgets = [...]               # per-domain override
+
+A cell's run id is the sha256 of its canonical spec (no absolute paths, the dataset's content
+version included), so re-running the same matrix finds its finished rounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from benchmark.training import Schedule
+from domains.base import SpecError
+
+MATRICES_DIR = Path(__file__).parent / "matrices"
+DOMAIN_KEYS = {"root", "synthetic_size", "synthetic_seed", "budgets", "budget_unit", "reference"}
+SCHEMA_VERSION = 1
+
+
+def seed_hash(*parts: Any) -> int:
+    """A 63-bit seed derived from the parts (e.g. ``seed_hash(seed, "train", round)``)."""
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def canonical_hash(obj: Any, n: int = 12) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class DomainSetup:
+    """How one domain is run in a matrix: where its data is and its adapter options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    root: str | None = None  # None = the built-in synthetic dataset
+    synthetic_size: str = "small"
+    synthetic_seed: int = 0
+    budgets: tuple[int, ...] = ()
+    budget_unit: str = "images"
+
+    def data_label(self) -> dict[str, Any]:
+        """What identifies the data in a run id (never an absolute path)."""
+        if self.root is None:
+            return {"synthetic": self.synthetic_size, "synthetic_seed": self.synthetic_seed}
+        return {"root": Path(self.root).name}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: a domain, a trainer + acquisition strategy, a seed, the budgets and the schedule."""
+
+    matrix: str
+    domain: DomainSetup
+    trainer: str
+    strategy: str
+    seed: int
+    schedule: Schedule
+    detector: str
+    detector_options: dict[str, Any]
+    threads: int = 1
+    warm_start: bool = False
+    dataset_version: str = ""  # filled in once the data is loaded
+
+    @property
+    def method(self) -> str:
+        return f"{self.trainer}+{self.strategy}"
+
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        return self.domain.budgets
+
+    @property
+    def budget_unit(self) -> str:
+        return self.domain.budget_unit
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "domain": self.domain.name,
+            "domain_options": self.domain.options,
+            "data": self.domain.data_label(),
+            "dataset_version": self.dataset_version,
+            "trainer": self.trainer,
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "budgets": list(self.budgets),
+            "budget_unit": self.budget_unit,
+            "schedule": asdict(self.schedule),
+            "detector": self.detector,
+            "detector_options": self.detector_options,
+            "threads": self.threads,
+            "warm_start": self.warm_start,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return canonical_hash(self.canonical())
+
+    def seeds(self, n_rounds: int) -> dict[str, Any]:
+        return {
+            "init": seed_hash(self.seed, "init"),
+            "weights": seed_hash(self.seed, "weights"),
+            "train": [seed_hash(self.seed, "train", r) for r in range(n_rounds)],
+            "query": [seed_hash(self.seed, "query", r) for r in range(n_rounds)],
+        }
+
+
+@dataclass(frozen=True)
+class Matrix:
+    name: str
+    cells: tuple[Cell, ...]
+    domains: dict[str, DomainSetup]
+    source: str  # path or name it came from
+    description: str = ""
+
+
+def find_matrix(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise SpecError(f"matrix file {p} does not exist")
+        return p
+    p = MATRICES_DIR / f"{name_or_path}.toml"
+    if not p.is_file():
+        known = ", ".join(sorted(x.stem for x in MATRICES_DIR.glob("*.toml")))
+        raise SpecError(
+            f"no matrix named {name_or_path!r}; built-in matrices: {known} (or give a .toml path)"
+        )
+    return p
+
+
+def _int_list(v: Any, what: str) -> tuple[int, ...]:
+    if isinstance(v, str):
+        v = [x for x in v.split(",") if x.strip()]
+    try:
+        out = tuple(int(x) for x in v)
+    except (TypeError, ValueError):
+        raise SpecError(f"{what} must be a list of integers, got {v!r}") from None
+    if not out:
+        raise SpecError(f"{what} is empty")
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML literal (number, bool, list, quoted string) or a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_matrix(
+    name_or_path: str,
+    domains: list[str] | None = None,
+    methods: list[str] | None = None,
+    budgets: list[int] | None = None,
+    seeds: list[int] | None = None,
+    data_roots: dict[str, str] | None = None,
+    sets: dict[str, dict[str, Any]] | None = None,
+) -> Matrix:
+    """Read a matrix and apply the CLI overrides; validate everything against the registries."""
+    from baselines.base import METHODS, STRATEGIES
+    from benchmark.detectors import PRESETS
+    from domains.base import DOMAINS
+
+    path = find_matrix(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: invalid TOML ({exc})") from None
+    known_top = {
+        "name",
+        "description",
+        "domains",
+        "methods",
+        "seeds",
+        "budgets",
+        "budget_unit",
+        "threads",
+        "warm_start",
+        "detector",
+        "schedule",
+    }
+    unknown = set(raw) - known_top
+    if unknown:
+        raise SpecError(f"{path}: unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(known_top))}")
+    name = str(raw.get("name", path.stem))
+    dom_tables = raw.get("domains", {})
+    if isinstance(dom_tables, list):
+        dom_tables = {d: {} for d in dom_tables}
+    dom_names = list(domains) if domains else list(dom_tables)
+    if not dom_names:
+        raise SpecError(f"{path}: no domains")
+    meth = list(methods) if methods else list(raw.get("methods", []))
+    if not meth:
+        raise SpecError(f"{path}: no methods")
+    seed_list = _int_list(seeds if seeds else raw.get("seeds", [0]), "seeds")
+    top_budgets = budgets if budgets else raw.get("budgets")
+    unit = str(raw.get("budget_unit", "images"))
+    threads = int(raw.get("threads", 1))
+    warm = bool(raw.get("warm_start", False))
+    det = dict(raw.get("detector", {"name": "tiny_fcos"}))
+    det_name = str(det.pop("name", "tiny_fcos"))
+    if det_name not in PRESETS:
+        raise SpecError(f"{path}: unknown detector {det_name!r}; presets: {', '.join(PRESETS)}")
+    try:
+        schedule = Schedule(**raw.get("schedule", {}))
+    except TypeError as exc:
+        raise SpecError(f"{path}: bad [schedule] table ({exc})") from None
+
+    setups: dict[str, DomainSetup] = {}
+    for d in dom_names:
+        if d not in DOMAINS:
+            raise SpecError(f"unknown domain {d!r}; registered: {', '.join(DOMAINS.names())}")
+        table = dict(dom_tables.get(d, {}))
+        table.update((sets or {}).get(d, {}))
+        opts = {k: v for k, v in table.items() if k not in DOMAIN_KEYS}
+        DOMAINS.get(d)(**opts)  # validates the options
+        root = (data_roots or {}).get(d, table.get("root"))
+        b = _int_list(top_budgets if budgets else table.get("budgets", top_budgets), f"budgets of {d}")
+        if any(x <= 0 for x in b) or list(b) != sorted(set(b)):
+            raise SpecError(f"budgets of {d} must be positive and strictly increasing, got {list(b)}")
+        u = str(table.get("budget_unit", unit))
+        if u not in ("images", "boxes"):
+            raise SpecError(f"budget_unit must be 'images' or 'boxes', got {u!r}")
+        setups[d] = DomainSetup(
+            d,
+            opts,
+            None if root is None else str(root),
+            str(table.get("synthetic_size", "small")),
+            int(table.get("synthetic_seed", 0)),
+            b,
+            u,
+        )
+    for extra in set(data_roots or {}) - set(setups):
+        raise SpecError(f"--data-root names domain {extra!r}, which is not in this run's domains")
+    cells = []
+    for setup in setups.values():
+        for m in meth:
+            trainer, _, strategy = m.partition("+")
+            if trainer not in METHODS:
+                raise SpecError(f"unknown method {trainer!r}; registered: {', '.join(METHODS.names())}")
+            strategy = strategy or METHODS.get(trainer).default_strategy
+            if strategy not in STRATEGIES:
+                raise SpecError(f"unknown strategy {strategy!r}; registered: {', '.join(STRATEGIES.names())}")
+            for s in seed_list:
+                cells.append(Cell(name, setup, trainer, strategy, s, schedule, det_name, det, threads, warm))
+    return Matrix(name, tuple(cells), setups, str(path), str(raw.get("description", "")))
+
+
+def with_version(cell: Cell, version: str) -> Cell:
+    return replace(cell, dataset_version=version)

@@ -1,0 +1,350 @@
+"""The domain contract: ``Sample``, ``DomainDataset``, the ``Domain`` adapter base class, its errors
+and its registry.
+
+A domain adapter reads one dataset's native on-disk format and turns it into ``Sample`` objects
+(one labelling unit each: an image or a patch of a huge image). Everything downstream (protocol,
+methods, metrics, leaderboards) sees only samples; nothing downstream reads files.
+
+Adapters register with ``@register_domain("name")``; third-party packages add theirs through the
+``labelbudget.domains`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchmark.registry import Registry
+
+# ----------------------------------------------------------------------------------------- errors
+
+
+class LabelbudgetError(Exception):
+    """Base class of every error this project raises on purpose (caught by the CLI)."""
+
+
+class DatasetNotFoundError(LabelbudgetError, FileNotFoundError):
+    """A dataset root, split or file that should exist does not. The message says how to fix it."""
+
+
+class AnnotationError(LabelbudgetError, ValueError):
+    """A malformed annotation: names the file, the 1-based line (0 when not line-based) and why."""
+
+    def __init__(self, path: str | Path, line: int, reason: str) -> None:
+        self.path = str(path)
+        self.line = int(line)
+        self.reason = reason
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class SpecError(LabelbudgetError, ValueError):
+    """An invalid benchmark matrix, CLI option or domain option."""
+
+
+# ----------------------------------------------------------------------------------------- sample
+
+
+def _as(arr: Any, shape_tail: tuple[int, ...], dtype: Any) -> np.ndarray:
+    a = np.asarray(arr, dtype=dtype)
+    if a.size == 0:
+        a = a.reshape((0, *shape_tail))
+    return a
+
+
+@dataclass
+class Sample:
+    """One labelling unit (an image, or a patch/window of a larger image) with its objects.
+
+    Boxes are ``xyxy`` in pixels of this sample (continuous coordinates: a box covering pixel columns
+    0..9 is x1=0, x2=10). ``ignore`` objects (crowds, groups, ignore regions) are never positives;
+    ``difficult`` is 0, 1 or 2 (2 = truncated by a patch border). Metrics derive their own ignore
+    masks from these fields; nothing is dropped here to suit a metric.
+    """
+
+    id: str
+    group: str
+    width: int
+    height: int
+    boxes: np.ndarray  # (N, 4) float32 xyxy
+    labels: np.ndarray  # (N,) int64 class indices into Domain.classes
+    difficult: np.ndarray | None = None  # (N,) int64
+    ignore: np.ndarray | None = None  # (N,) bool
+    polygons: np.ndarray | None = None  # (N, 8) float32, oriented corners, or None
+    visible_boxes: np.ndarray | None = None  # (N, 4) float32 or None
+    occlusion: np.ndarray | None = None  # (N,) float32 or None
+    meta: dict[str, Any] = field(default_factory=dict)
+    image_path: str | None = None
+    window: tuple[int, int, int, int] | None = None  # (x, y, w, h) inside image_path, or None
+
+    def __post_init__(self) -> None:
+        self.boxes = _as(self.boxes, (4,), np.float32).reshape(-1, 4)
+        n = len(self.boxes)
+        self.labels = _as(self.labels, (), np.int64).reshape(-1)
+        self.difficult = (
+            np.zeros(n, np.int64) if self.difficult is None else _as(self.difficult, (), np.int64).reshape(-1)
+        )
+        self.ignore = np.zeros(n, bool) if self.ignore is None else _as(self.ignore, (), bool).reshape(-1)
+        if self.polygons is not None:
+            self.polygons = _as(self.polygons, (8,), np.float32).reshape(-1, 8)
+        if self.visible_boxes is not None:
+            self.visible_boxes = _as(self.visible_boxes, (4,), np.float32).reshape(-1, 4)
+        if self.occlusion is not None:
+            self.occlusion = _as(self.occlusion, (), np.float32).reshape(-1)
+        for name in ("labels", "difficult", "ignore", "polygons", "visible_boxes", "occlusion"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise ValueError(f"sample {self.id}: {name} has {len(v)} rows for {n} boxes")
+
+    @property
+    def num_objects(self) -> int:
+        """Objects a labeller draws (ignore regions included: they cost a click too)."""
+        return int(len(self.boxes))
+
+    @property
+    def num_positive(self) -> int:
+        assert self.ignore is not None
+        return int((~self.ignore).sum())
+
+    def read_image(self) -> np.ndarray:
+        """The pixels as an ``(H, W, 3)`` uint8 array (grayscale is replicated to three channels)."""
+        if self.image_path is None:
+            raise DatasetNotFoundError(f"sample {self.id} has no image file")
+        from PIL import Image
+
+        path = Path(self.image_path)
+        if not path.is_file():
+            raise DatasetNotFoundError(f"image of sample {self.id} is missing: {path}")
+        try:
+            with Image.open(path) as im:
+                if self.window is not None:
+                    x, y, w, h = self.window
+                    im = im.crop((x, y, x + w, y + h))
+                arr = _to_uint8_rgb(np.asarray(im))
+        except (OSError, SyntaxError) as exc:
+            raise AnnotationError(path, 0, f"unreadable or corrupt image ({exc})") from exc
+        if arr.shape[:2] != (self.height, self.width):
+            raise AnnotationError(
+                path,
+                0,
+                f"image is {arr.shape[1]}x{arr.shape[0]} but its annotation says {self.width}x{self.height}",
+            )
+        return arr
+
+
+def _to_uint8_rgb(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[:, :, :3]
+    elif a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+# ---------------------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class LoadReport:
+    """What a strict or lenient load repaired or skipped: nothing is dropped silently."""
+
+    problems: list[AnnotationError] = field(default_factory=list)
+    repairs: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+
+    def problem(self, err: AnnotationError, lenient: bool, what: str) -> None:
+        """Raise ``err`` in strict mode; in lenient mode record it and count ``what`` as skipped."""
+        if not lenient:
+            raise err
+        self.problems.append(err)
+        self.skipped[what] += 1
+
+    def summary(self) -> str:
+        parts = [f"{k}: {v} skipped" for k, v in sorted(self.skipped.items())]
+        parts += [f"{k}: {v} repaired" for k, v in sorted(self.repairs.items())]
+        return "; ".join(parts) if parts else "no problems"
+
+
+class DomainDataset(Sequence[Sample]):
+    """The samples of one split of one domain, with a content hash (``version``).
+
+    Checks its own contract at construction: unique ids, label indices inside the class list,
+    finite boxes. ``version`` hashes the sorted ids and the annotation files' bytes, so a changed
+    dataset makes old results stale instead of mixing with new ones.
+    """
+
+    def __init__(
+        self,
+        domain: str,
+        split: str,
+        classes: Sequence[str],
+        samples: Iterable[Sample],
+        annotation_digest: str = "",
+        report: LoadReport | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.domain = domain
+        self.split = split
+        self.classes = tuple(classes)
+        self.samples = list(samples)
+        self.report = report or LoadReport()
+        self.options = dict(options or {})
+        self._index = {s.id: i for i, s in enumerate(self.samples)}
+        if len(self._index) != len(self.samples):
+            dup = [k for k, v in Counter(s.id for s in self.samples).items() if v > 1]
+            raise AnnotationError(domain, 0, f"duplicate sample ids in split {split!r}: {dup[:5]}")
+        nc = len(self.classes)
+        for s in self.samples:
+            if len(s.labels) and (s.labels.min() < 0 or s.labels.max() >= nc):
+                raise ValueError(f"sample {s.id}: label index outside 0..{nc - 1}")
+            if not np.isfinite(s.boxes).all():
+                raise ValueError(f"sample {s.id}: non-finite box coordinates")
+        h = hashlib.sha256()
+        h.update("\n".join(sorted(self._index)).encode())
+        h.update(annotation_digest.encode())
+        self.version = h.hexdigest()[:16]
+        self._images: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.samples[i]
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.id for s in self.samples]
+
+    def by_id(self, sid: str) -> Sample:
+        try:
+            return self.samples[self._index[sid]]
+        except KeyError:
+            raise KeyError(f"no sample {sid!r} in {self.domain}/{self.split}") from None
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._index
+
+    def image(self, sid: str) -> np.ndarray:
+        """Pixels of one sample, decoded once and kept in memory (synthetic and patch datasets are
+        small; a real DOTA patch is 3 MB)."""
+        img = self._images.get(sid)
+        if img is None:
+            img = self.by_id(sid).read_image()
+            self._images[sid] = img
+        return img
+
+    def class_counts(self) -> np.ndarray:
+        counts = np.zeros(len(self.classes), np.int64)
+        for s in self.samples:
+            assert s.ignore is not None
+            np.add.at(counts, s.labels[~s.ignore], 1)
+        return counts
+
+
+def digest_files(paths: Iterable[Path]) -> str:
+    """sha256 over the names and bytes of annotation files (sorted), for ``DomainDataset.version``."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------- domain
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One official metric of a domain. ``protocol`` names the evaluator in ``benchmark.metrics``
+    and ``key`` the number it returns; the first metric of a domain is its primary one."""
+
+    name: str
+    higher_is_better: bool
+    protocol: str
+    key: str
+    description: str = ""
+
+
+class Domain(ABC):
+    """Base class of a domain adapter. Subclasses set the class attributes and implement
+    ``load``, ``verify`` and ``synthesize``.
+
+    Options (DOTA ``version``, fog ``beta``, pedestrian ``format``, …) are passed as keyword
+    arguments; unknown options are a ``SpecError`` that lists the known ones.
+    """
+
+    name: ClassVar[str] = "?"
+    classes: ClassVar[tuple[str, ...]] = ()
+    box_type: ClassVar[str] = "hbb"  # "hbb" or "obb"
+    label_unit: ClassVar[str] = "image"
+    splits: ClassVar[tuple[str, ...]] = ("pool", "test")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    default_options: ClassVar[dict[str, Any]] = {}
+    synthetic_sizes: ClassVar[tuple[str, ...]] = ("tiny", "small", "medium")
+    # bump when the synthetic generator's output changes, so caches are rebuilt
+    synthetic_version: ClassVar[str] = "1"
+
+    def __init__(self, **options: Any) -> None:
+        unknown = set(options) - set(self.default_options)
+        if unknown:
+            known = ", ".join(sorted(self.default_options)) or "none"
+            raise SpecError(
+                f"domain {self.name!r} has no option(s) {sorted(unknown)}; known options: {known}"
+            )
+        self.options = {**self.default_options, **options}
+
+    # --- to implement -------------------------------------------------------------------------
+    @abstractmethod
+    def load(self, root: str | Path, split: str, lenient: bool = False) -> DomainDataset:
+        """Read one split (``pool``, ``test`` or ``source``) from ``root``."""
+
+    @abstractmethod
+    def verify(self, root: str | Path) -> None:
+        """Raise ``DatasetNotFoundError`` naming what is missing under ``root``."""
+
+    @classmethod
+    @abstractmethod
+    def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
+        """Write the synthetic dataset, in this domain's native format, under ``root``."""
+
+    # --- shared helpers -----------------------------------------------------------------------
+    @property
+    def primary_metric(self) -> MetricSpec:
+        return self.metrics[0]
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise SpecError(f"domain {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
+
+    def class_index(self, name: str) -> int | None:
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            return None
+
+
+DOMAINS: Registry[type[Domain]] = Registry("domain", "labelbudget.domains", ("domains.dota",))
+
+
+def register_domain(name: str):
+    """Class decorator: ``@register_domain("dota")``."""
+    return DOMAINS.register(name)
+
+
+def get_domain(name: str, **options: Any) -> Domain:
+    return DOMAINS.get(name)(**options)

@@ -1,0 +1,44 @@
+"""Shared fixtures: a private synthetic-data cache for the session, and no network access."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Synthetic datasets are generated once per test session into a temporary cache."""
+    old = os.environ.get("LABELBUDGET_CACHE")
+    cache = tmp_path_factory.mktemp("lbcache")
+    os.environ["LABELBUDGET_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("LABELBUDGET_CACHE", None)
+    else:
+        os.environ["LABELBUDGET_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch):
+    """Any attempt to open a network connection fails loudly: tests never download."""
+
+    def guard(self, address, *a, **k):
+        if isinstance(address, tuple) and address and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise RuntimeError(f"network access in a test: {address}")
+        return real_connect(self, address, *a, **k)
+
+    real_connect = socket.socket.connect
+    monkeypatch.setattr(socket.socket, "connect", guard)
+
+
+@pytest.fixture(scope="session")
+def dota_tiny_root(_private_cache) -> Path:
+    from domains.synthetic import ensure_synthetic
+
+    return ensure_synthetic("dota", "tiny", 0, progress=False)
