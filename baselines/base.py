@@ -164,9 +164,9 @@ class ScoreStrategy(Strategy):
         return [ctx.unlabelled[i].id for i in order[:k]]
 
 
-METHODS: Registry[type[Method]] = Registry("method", "labelbudget.methods", ("baselines.supervised",))
+METHODS: Registry[type[Method]] = Registry("method", "labelbudget.methods", ("baselines",))
 STRATEGIES: Registry[type[Strategy]] = Registry(
-    "strategy", "labelbudget.strategies", ("baselines.acquisition.random", "baselines.acquisition.entropy")
+    "strategy", "labelbudget.strategies", ("baselines.acquisition",)
 )
 
 

@@ -1,27 +1,51 @@
 """Evaluate predictions with a domain's official metrics (DESIGN §5, the metrics table).
 
-Each ``MetricSpec`` of a domain names a ``protocol`` (the evaluator) and a ``key`` (the number it
-returns). ``evaluate_domain`` runs each protocol once and returns the metrics in the domain's order
-(the first is the primary one), their directions, per-class values and the implementations used.
+Each ``MetricSpec`` of a domain names a ``protocol`` (an evaluator registered here with
+``@register_protocol``) and a ``key`` (the number it returns). ``evaluate_domain`` runs each protocol
+once and returns the metrics in the domain's order (the first is the primary one), their directions,
+per-class values and the implementation of each.
+
+A protocol is ``fn(domain, test, preds) -> (results dict, implementation string)``; protocols that
+need the detector's dense maps (saliency) are registered with ``dense=True`` and the protocol asks
+the detector for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmark.detectors.base import Prediction
-from benchmark.metrics import coco
-from domains.base import Domain, DomainDataset
+from domains.base import Domain, DomainDataset, SpecError
+
+ProtocolFn = Callable[[Domain, DomainDataset, Sequence[Prediction]], tuple[dict[str, Any], str]]
+PROTOCOLS: dict[str, tuple[ProtocolFn, bool]] = {}
+# modules whose import registers protocols (kept lazy: metric code imports only when used)
+PROTOCOL_MODULES = ("benchmark.metrics.coco", "benchmark.metrics.dota", "benchmark.metrics.pedestrian",
+                    "benchmark.metrics.saliency")  # fmt: skip
 
 
-def _coco(domain: Domain, test: DomainDataset, preds: Sequence[Prediction]) -> tuple[dict[str, Any], str]:
-    return coco.evaluate_predictions(
-        list(test), domain.classes, preds
-    ), f"coco-bbox ({coco.implementation()})"
+def register_protocol(name: str, dense: bool = False) -> Callable[[ProtocolFn], ProtocolFn]:
+    def deco(fn: ProtocolFn) -> ProtocolFn:
+        PROTOCOLS[name] = (fn, dense)
+        return fn
+
+    return deco
 
 
-PROTOCOLS = {"coco": _coco}
+def get_protocol(name: str) -> tuple[ProtocolFn, bool]:
+    if name not in PROTOCOLS:
+        for mod in PROTOCOL_MODULES:
+            importlib.import_module(mod)
+    if name not in PROTOCOLS:
+        raise SpecError(f"unknown metric protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}")
+    return PROTOCOLS[name]
+
+
+def needs_dense(domain: Domain) -> bool:
+    """Whether any of the domain's metrics needs the detector's dense maps."""
+    return any(get_protocol(m.protocol)[1] for m in domain.metrics)
 
 
 def evaluate_domain(domain: Domain, test: DomainDataset, preds: Sequence[Prediction]) -> dict[str, Any]:
@@ -30,7 +54,7 @@ def evaluate_domain(domain: Domain, test: DomainDataset, preds: Sequence[Predict
     results: dict[str, tuple[dict[str, Any], str]] = {}
     for m in domain.metrics:
         if m.protocol not in results:
-            results[m.protocol] = PROTOCOLS[m.protocol](domain, test, preds)
+            results[m.protocol] = get_protocol(m.protocol)[0](domain, test, preds)
     metrics = {m.name: float(results[m.protocol][0][m.key]) for m in domain.metrics}
     primary = domain.metrics[0]
     per_class = results[primary.protocol][0].get("per_class", {})

@@ -33,7 +33,7 @@ import torch
 
 from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
 from benchmark.detectors import build_detector
-from benchmark.evaluation import evaluate_domain
+from benchmark.evaluation import evaluate_domain, needs_dense
 from benchmark.metrics.coco import predictions_to_coco
 from benchmark.results import (
     RunDir,
@@ -263,7 +263,9 @@ def run_cell(
             preds_json = json.loads((cache / "predictions.json").read_text())
             metrics = json.loads((cache / "metrics.json").read_text())
         else:
-            preds = predict_all(model, data.images.many(test.ids), device=device)
+            preds = predict_all(
+                model, data.images.many(test.ids), device=device, dense=needs_dense(data.domain)
+            )
             metrics = evaluate_domain(data.domain, test, preds)
             preds_json = predictions_to_coco(preds, test.ids)
             if cache is not None:

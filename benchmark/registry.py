@@ -7,6 +7,7 @@ Domains, methods and acquisition strategies each have one. The registries drive 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -22,13 +23,13 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    """Name -> class. ``builtin_modules`` are imported lazily on first lookup; ``group`` names the
-    entry-point group from which third-party packages add their own entries."""
+    """Name -> class. On first lookup every module of the ``builtin_packages`` is imported (so a
+    contributor's new file registers itself), then the entry points of ``group`` are loaded."""
 
-    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...]) -> None:
+    def __init__(self, kind: str, group: str, builtin_packages: tuple[str, ...]) -> None:
         self.kind = kind
         self.group = group
-        self._builtin_modules = builtin_modules
+        self._builtin_packages = builtin_packages
         self._items: dict[str, T] = {}
         self._loaded = False
 
@@ -48,8 +49,11 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        for mod in self._builtin_modules:
-            importlib.import_module(mod)
+        for pkg_name in self._builtin_packages:
+            pkg = importlib.import_module(pkg_name)
+            for info in pkgutil.iter_modules(pkg.__path__):
+                if not info.ispkg and not info.name.startswith("_") and info.name not in ("base", "cache"):
+                    importlib.import_module(f"{pkg_name}.{info.name}")
         for ep in entry_points(group=self.group):
             obj = ep.load()
             # an entry point may name a module (whose decorators register) or an object

@@ -338,7 +338,7 @@ class Domain(ABC):
             return None
 
 
-DOMAINS: Registry[type[Domain]] = Registry("domain", "labelbudget.domains", ("domains.dota",))
+DOMAINS: Registry[type[Domain]] = Registry("domain", "labelbudget.domains", ("domains",))
 
 
 def register_domain(name: str):

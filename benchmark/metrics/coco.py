@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.detectors.base import Prediction
+from benchmark.evaluation import register_protocol
 from domains.base import Sample
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -136,6 +137,12 @@ def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]], backend: str = "fas
             per_class[names[cid]] = {"AP": ap, "AP50": ap50}
     res["per_class"] = per_class
     return res
+
+
+@register_protocol("coco")
+def coco_protocol(domain, test, preds) -> tuple[dict[str, Any], str]:
+    """The ``coco`` metric protocol: COCO box AP of a domain's test split."""
+    return evaluate_predictions(list(test), domain.classes, preds), f"coco-bbox ({implementation()})"
 
 
 def evaluate_predictions(
