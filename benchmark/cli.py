@@ -185,6 +185,30 @@ def cmd_data(a: argparse.Namespace) -> int:
     raise SpecError(f"unknown data command {a.data_cmd!r}")
 
 
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from benchmark.external import evaluate_external
+    from benchmark.results import atomic_write_json
+    from domains.base import get_domain
+
+    opts = dict(_sets([f"x.{s}" for s in a.set]).get("x", {}))
+    if a.format:
+        opts["format"] = a.format
+    dom = get_domain(a.domain, **opts)
+    dom.verify(a.root)
+    test = dom.load(a.root, a.split)
+    res = evaluate_external(dom, test, a.predictions, a.pred_format)
+    width = max(len(k) for k in res["metrics"])
+    print(f"{a.domain} / {a.split}: {len(test)} samples, predictions {a.predictions}")
+    for name, v in res["metrics"].items():
+        arrow = "higher" if res["higher_is_better"][name] else "lower"
+        tag = "  (primary)" if name == res["primary"] else ""
+        print(f"  {name:{width}s} {v:.4f}   {arrow} is better; {res['impl'][name]}{tag}")
+    if a.json:
+        atomic_write_json(a.json, {"domain": a.domain, "split": a.split, **res})
+        print(f"wrote {a.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="labelbudget",
@@ -246,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show finished and unfinished runs")
     st.add_argument("--runs", default="runs", help="runs folder (default runs)")
     st.set_defaults(func=cmd_status)
+
+    ev = sub.add_parser("evaluate", help="score external predictions with a domain's official metrics")
+    ev.add_argument("domain")
+    ev.add_argument("root", help="the dataset root (the ground truth)")
+    ev.add_argument(
+        "predictions", help="COCO results JSON, or a folder of DOTA Task1_/Task2_<class>.txt files"
+    )
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--format", help="dataset format option of the domain (e.g. pedestrian citypersons)")
+    ev.add_argument("--pred-format", choices=["coco", "dota"], help="predictions format (default: detected)")
+    ev.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
+    ev.add_argument("--json", help="also write the results as JSON here")
+    ev.set_defaults(func=cmd_evaluate)
 
     ls = sub.add_parser("list", help="list registered domains, methods, strategies, detectors, matrices")
     ls.set_defaults(func=cmd_list)

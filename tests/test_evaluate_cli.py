@@ -1,0 +1,90 @@
+"""`labelbudget evaluate`: external predictions scored with the domain's official metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark.cli import main
+from domains.dota import DOTA
+
+
+def perfect_coco(ds, by_sample_id=True):
+    out = []
+    for i, s in enumerate(ds, start=1):
+        for b, lab in zip(s.boxes.tolist(), s.labels.tolist(), strict=True):
+            out.append(
+                {
+                    "image_id": s.id if by_sample_id else i,
+                    "category_id": lab + 1,
+                    "score": 1.0,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                }
+            )
+    return out
+
+
+@pytest.mark.parametrize("by_sample_id", [True, False])
+def test_perfect_predictions_score_one(dota_tiny_root, tmp_path, capsys, by_sample_id):
+    ds = DOTA().load(dota_tiny_root, "test")
+    p = tmp_path / "preds.json"
+    p.write_text(json.dumps(perfect_coco(ds, by_sample_id)))
+    assert main(["evaluate", "dota", str(dota_tiny_root), str(p), "--json", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["metrics"]["mAP50"] == pytest.approx(1.0) and res["metrics"]["mAP50-95"] == pytest.approx(1.0)
+    assert "mAP50" in capsys.readouterr().out
+
+
+def test_empty_predictions_score_zero(dota_tiny_root, tmp_path):
+    p = tmp_path / "empty.json"
+    p.write_text("[]")
+    assert main(["evaluate", "dota", str(dota_tiny_root), str(p), "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["mAP50"] == 0.0
+
+
+def test_dota_task2_files(dota_tiny_root, tmp_path):
+    ds = DOTA().load(dota_tiny_root, "test")
+    sub = tmp_path / "task2"
+    sub.mkdir()
+    lines: dict[str, list[str]] = {}
+    for s in ds:
+        for b, lab in zip(s.boxes.tolist(), s.labels.tolist(), strict=True):
+            lines.setdefault(ds.classes[lab], []).append(f"{s.id} 0.9 {b[0]} {b[1]} {b[2]} {b[3]}")
+    for cls, ls in lines.items():
+        (sub / f"Task2_{cls}.txt").write_text("\n".join(ls) + "\n")
+    assert main(["evaluate", "dota", str(dota_tiny_root), str(sub), "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["mAP50"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        ("[{", "p.json", "not valid JSON"),
+        ('{"a": 1}', "p.json", "JSON list"),
+        (
+            '[{"image_id": "P9999", "category_id": 1, "bbox": [0, 0, 4, 4], "score": 1}]',
+            "p.json",
+            "unknown image_id",
+        ),
+        (
+            '[{"image_id": 1, "category_id": 99, "bbox": [0, 0, 4, 4], "score": 1}]',
+            "p.json",
+            "category_id 99",
+        ),
+        (
+            '[{"image_id": 1, "category_id": 1, "bbox": [0, 0, -4, 4], "score": 1}]',
+            "p.json",
+            "positive width",
+        ),
+        ('[{"image_id": 1, "bbox": [0, 0, 4, 4], "score": 1}]', "p.json", "needs image_id"),
+        ("P0048 0.9 1 2 3\n", "Task2_plane.txt", "Task2_plane.txt:1: expected imgname score and 4"),
+        ("P0048 high 1 2 3 4\n", "Task2_plane.txt", "non-numeric"),
+        ("P0048 0.9 1 2 3 4\n", "Task2_spaceship.txt", "file name must be"),
+    ],
+)
+def test_malformed_predictions(dota_tiny_root, tmp_path, capsys, content, name, message):
+    p = tmp_path / name
+    p.write_text(content)
+    assert main(["evaluate", "dota", str(dota_tiny_root), str(p)]) == 2
+    assert message in capsys.readouterr().err
