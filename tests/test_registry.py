@@ -1,0 +1,59 @@
+"""Registries: built-in discovery, third-party entry points, clear errors for unknown names."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+import benchmark.registry as registry_mod
+from benchmark.registry import Registry, UnknownNameError
+
+
+class FakeEntryPoint:
+    def __init__(self, name, obj):
+        self.name = name
+        self._obj = obj
+
+    def load(self):
+        return self._obj
+
+
+def test_entry_point_registers_a_third_party_class(monkeypatch):
+    class ThirdParty:
+        pass
+
+    monkeypatch.setattr(
+        registry_mod, "entry_points", lambda group: [FakeEntryPoint("thirdparty", ThirdParty)]
+    )
+    reg: Registry = Registry("strategy", "labelbudget.strategies", ())
+    assert reg.get("thirdparty") is ThirdParty and "thirdparty" in reg.names()
+
+
+def test_entry_point_naming_a_module_registers_through_its_decorator(monkeypatch):
+    reg: Registry = Registry("method", "labelbudget.methods", ())
+    mod = types.ModuleType("thirdparty_mod")
+
+    @reg.register("tp_method")
+    class TP:
+        pass
+
+    monkeypatch.setitem(sys.modules, "thirdparty_mod", mod)
+    monkeypatch.setattr(registry_mod, "entry_points", lambda group: [FakeEntryPoint("tp", mod)])
+    assert reg.names() == ["tp_method"]
+
+
+def test_unknown_name_lists_the_registered_ones():
+    from baselines.base import METHODS
+
+    with pytest.raises(UnknownNameError, match="registered: .*supervised"):
+        METHODS.get("nope")
+
+
+def test_builtins_are_discovered():
+    from baselines.base import METHODS, STRATEGIES
+    from domains.base import DOMAINS
+
+    assert "dota" in DOMAINS.names() and "supervised" in METHODS.names()
+    assert {"random", "entropy"} <= set(STRATEGIES.names())
