@@ -12,8 +12,12 @@ the detector for them.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
+import importlib.util
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmark.detectors.base import Prediction
@@ -23,7 +27,7 @@ ProtocolFn = Callable[[Domain, DomainDataset, Sequence[Prediction]], tuple[dict[
 PROTOCOLS: dict[str, tuple[ProtocolFn, bool]] = {}
 # modules whose import registers protocols (kept lazy: metric code imports only when used)
 PROTOCOL_MODULES = ("benchmark.metrics.coco", "benchmark.metrics.dota", "benchmark.metrics.pedestrian",
-                    "benchmark.metrics.saliency")  # fmt: skip
+                    "benchmark.metrics.saliency", "benchmark.metrics.voc")  # fmt: skip
 
 
 def register_protocol(name: str, dense: bool = False) -> Callable[[ProtocolFn], ProtocolFn]:
@@ -43,12 +47,42 @@ def get_protocol(name: str) -> tuple[ProtocolFn, bool]:
     return PROTOCOLS[name]
 
 
+@functools.lru_cache(maxsize=1)
+def metrics_code_version() -> str:
+    """Hash of the evaluation code (this module and the metric modules): cached results of an older
+    metric implementation are never reused."""
+    h = hashlib.sha256()
+    for mod in (__name__, *PROTOCOL_MODULES):
+        spec = importlib.util.find_spec(mod)
+        if spec is not None and spec.origin:
+            h.update(Path(spec.origin).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def needs_dense(domain: Domain) -> bool:
     """Whether any of the domain's metrics needs the detector's dense maps."""
     return any(get_protocol(m.protocol)[1] for m in domain.metrics)
 
 
-def evaluate_domain(domain: Domain, test: DomainDataset, preds: Sequence[Prediction]) -> dict[str, Any]:
+def long_tail(per_class: dict[str, Any], class_counts: dict[str, int], key: str) -> dict[str, Any]:
+    """AP of head / middle / tail classes (terciles of the pool's class frequency; DOTA devkit
+    grouping of ``benchmark.metrics.dota.class_groups``) from per-class values ``per_class[c][key]``."""
+    from benchmark.metrics.dota import class_groups, group_ap
+
+    counts = {c: n for c, n in class_counts.items() if n > 0}
+    groups = class_groups(counts) if counts else {}
+    ap = {c: float(v[key]) if float(v[key]) >= 0 else float("nan") for c, v in per_class.items() if key in v}
+    return {"metric": key, "groups": groups, **{f"{g}": v for g, v in group_ap(ap, groups).items()}}
+
+
+def evaluate_domain(
+    domain: Domain,
+    test: DomainDataset,
+    preds: Sequence[Prediction],
+    class_counts: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Official metrics of ``preds`` on ``test``; with the pool's ``class_counts``, also the AP of
+    head / middle / tail classes (``long_tail``)."""
     if len(preds) != len(test):
         raise ValueError(f"{len(preds)} predictions for {len(test)} test samples")
     results: dict[str, tuple[dict[str, Any], str]] = {}
@@ -64,4 +98,11 @@ def evaluate_domain(domain: Domain, test: DomainDataset, preds: Sequence[Predict
         "higher_is_better": {m.name: m.higher_is_better for m in domain.metrics},
         "per_class": per_class,
         "impl": {m.name: results[m.protocol][1] for m in domain.metrics},
+        "long_tail": long_tail(per_class, class_counts, _per_class_key(per_class)) if class_counts else {},
     }
+
+
+def _per_class_key(per_class: dict[str, Any]) -> str:
+    """The per-class number the long-tail groups average (AP50 where the protocol reports it)."""
+    first = next(iter(per_class.values()), {})
+    return "AP50" if "AP50" in first else next(iter(first), "AP50")

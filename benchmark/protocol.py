@@ -33,7 +33,7 @@ import torch
 
 from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
 from benchmark.detectors import build_detector
-from benchmark.evaluation import evaluate_domain, needs_dense
+from benchmark.evaluation import evaluate_domain, metrics_code_version, needs_dense
 from benchmark.metrics.coco import predictions_to_coco
 from benchmark.results import (
     RunDir,
@@ -175,6 +175,7 @@ def _round0_key(cell: Cell, init: list[str], trainer_version: str) -> str:
             "init": ids_sha256(init),
             "seed": cell.seed,
             "threads": cell.threads,
+            "metrics_code": metrics_code_version(),
         },
         24,
     )
@@ -266,7 +267,8 @@ def run_cell(
             preds = predict_all(
                 model, data.images.many(test.ids), device=device, dense=needs_dense(data.domain)
             )
-            metrics = evaluate_domain(data.domain, test, preds)
+            counts = dict(zip(classes, (int(c) for c in pool.class_counts()), strict=True))
+            metrics = evaluate_domain(data.domain, test, preds, class_counts=counts)
             preds_json = predictions_to_coco(preds, test.ids)
             if cache is not None:
                 _write_round0_cache(cache, model, preds_json, metrics)
@@ -322,6 +324,7 @@ def run_cell(
             "primary_metric": metrics["primary"],
             "higher_is_better": metrics["higher_is_better"],
             "per_class": metrics["per_class"],
+            "long_tail": metrics.get("long_tail", {}),
             "metric_impl": metrics["impl"],
             "eval_split": "test",
             "n_test": len(test),
