@@ -96,6 +96,30 @@ class QueryContext:
                 self._preds[(sid, dense)] = p
         return [self._preds[(s.id, dense)] for s in samples]
 
+    def embeddings(self, samples: list[Sample] | None = None, batch_size: int = 64) -> np.ndarray:
+        """``model.embed`` features (N, D) float32 of (by default all) unlabelled samples, cached."""
+        from benchmark.detectors.base import make_batch
+
+        samples = self.unlabelled if samples is None else samples
+        missing = [s.id for s in samples if (s.id, "embed") not in self._preds]
+        if missing:
+            self.model.eval()
+            with torch.no_grad():
+                for k in range(0, len(missing), batch_size):
+                    chunk = missing[k : k + batch_size]
+                    feats = self.model.embed(make_batch(self.images.many(chunk)).to(self.device))
+                    for sid, f in zip(chunk, feats.float().cpu().numpy(), strict=True):
+                        self._preds[(sid, "embed")] = f
+        if not samples:
+            return np.zeros((0, 0), np.float32)
+        return np.stack([self._preds[(s.id, "embed")] for s in samples]).astype(np.float32)
+
+
+def predicted_box_counts(ctx: QueryContext, min_score: float = 0.3) -> np.ndarray:
+    """Predicted boxes per unlabelled sample (detections scoring >= ``min_score``): what a strategy
+    can know of an image's annotation cost before the oracle reveals it (box budgets)."""
+    return np.array([int((p.scores >= min_score).sum()) for p in ctx.predictions()], dtype=np.int64)
+
 
 class _Configurable:
     name: ClassVar[str] = "?"

@@ -4,7 +4,7 @@ labelbudget run [MATRIX] [--matrix NAME|PATH] [--domains a,b] [--methods m[+stra
                 [--budgets 20,40,80] [--seeds 0,1,2] [--data-root DOMAIN=PATH]...
                 [--set DOMAIN.OPTION=VALUE]... [--launcher serial|process] [--workers N]
                 [--out DIR] [--leaderboards DIR]
-labelbudget leaderboard [--runs DIR] [--out DIR]
+labelbudget leaderboard [--runs DIR] [--out DIR] [--no-version-check]
 labelbudget status [--runs DIR]
 labelbudget list
 labelbudget data synth DOMAIN OUT [--seed N] [--size tiny|small|medium]
@@ -98,9 +98,14 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_leaderboard(a: argparse.Namespace) -> int:
     from benchmark.leaderboard import write_leaderboards
 
-    written = write_leaderboards(Path(a.runs), Path(a.out))
+    try:
+        written = write_leaderboards(Path(a.runs), Path(a.out), check_versions=not a.no_version_check)
+    except FileNotFoundError as exc:
+        print(f"labelbudget: error: {exc}", file=sys.stderr)
+        return 2
     for d, p in written.items():
-        print(f"{d}: {p}")
+        print(f"{d}: {p}, {p.with_suffix('.csv')}, {Path(a.out) / 'curves' / f'{d}.png'}")
+    print(f"overall: {Path(a.out) / 'overall.md'}")
     return 0
 
 
@@ -122,6 +127,15 @@ def cmd_status(a: argparse.Namespace) -> int:
         rel = sp.parent.relative_to(runs)
         print(f"{state:15s} {finished}/{rounds} rounds  {rel}")
     print(f"{done}/{len(specs)} runs finished")
+    from benchmark.leaderboard import drop_stale, load_records
+
+    records, problems = load_records(runs)
+    fresh, dropped = drop_stale(records)
+    print(f"{len(records)} records: {len(fresh)} current, {len(records) - len(fresh)} stale or superseded")
+    for line in dropped:
+        print(f"  stale: {line}")
+    for line in problems:
+        print(f"  invalid: {line}")
     return 0
 
 
@@ -158,6 +172,8 @@ def cmd_data(a: argparse.Namespace) -> int:
         print(f"wrote synthetic {a.domain} ({a.size}, seed {a.seed}) to {root}")
         return 0
     opts = {k: v for k, v in _sets([f"x.{s}" for s in a.set]).get("x", {}).items()}
+    if getattr(a, "format", None):  # --format F is --set format=F (e.g. pedestrian citypersons)
+        opts["format"] = a.format
     dom = get_domain(a.domain, **opts)
     if a.data_cmd == "check":
         dom.verify(a.root)
@@ -178,8 +194,10 @@ def cmd_data(a: argparse.Namespace) -> int:
         from benchmark.metrics.coco import gt_to_coco
         from benchmark.results import atomic_write_json
 
+        if "label_unit" in dom.options and not a.patches:  # DESIGN §5: scenes, patches only on request
+            dom = get_domain(a.domain, **{**opts, "label_unit": "image"})
         ds = dom.load(a.root, a.split)
-        atomic_write_json(a.out, gt_to_coco(list(ds), dom.classes))
+        atomic_write_json(a.out, gt_to_coco(list(ds), ds.classes))
         print(f"wrote {len(ds)} images of {a.domain}/{a.split} to {a.out}")
         return 0
     raise SpecError(f"unknown data command {a.data_cmd!r}")
@@ -265,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="aggregate the records of a runs folder into tables")
     lb.add_argument("--runs", default="runs/default", help="runs folder (default runs/default)")
     lb.add_argument("--out", default="leaderboards", help="output folder (default leaderboards)")
+    lb.add_argument(
+        "--no-version-check",
+        action="store_true",
+        help="keep records whose method/strategy version differs from the registered code (archived runs)",
+    )
     lb.set_defaults(func=cmd_leaderboard)
 
     st = sub.add_parser("status", help="show finished and unfinished runs")
@@ -301,12 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("root")
     c.add_argument("--lenient", action="store_true", help="skip and report bad entries instead of stopping")
     c.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
+    c.add_argument("--format", help="dataset format (pedestrian: citypersons, crowdhuman, caltech)")
     e = dsub.add_parser("export-coco", help="write one split as COCO JSON")
     e.add_argument("domain")
     e.add_argument("root")
     e.add_argument("out")
     e.add_argument("--split", default="test")
+    e.add_argument("--patches", action="store_true", help="export patches, not whole scenes (DOTA)")
     e.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
+    e.add_argument("--format", help="dataset format (pedestrian: citypersons, crowdhuman, caltech)")
     d.set_defaults(func=cmd_data)
     return p
 

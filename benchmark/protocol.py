@@ -413,6 +413,10 @@ def _query(
     # boxes: reveal in the strategy's order until the round's box budget is spent
     have = sum(pool.by_id(i).num_objects for i in labelled)
     per_image = max(1.0, have / max(1, len(labelled)))
+    if unl_samples:  # what the model predicts per unlabelled image (oracle counts come on reveal)
+        from baselines.base import predicted_box_counts
+
+        per_image = max(1.0, 0.5 * per_image + 0.5 * float(predicted_box_counts(qctx).mean()))
     acquired: list[str] = []
     remaining = list(unl_samples)
     while have < next_target and remaining:

@@ -32,6 +32,7 @@ class Registry(Generic[T]):
         self._builtin_packages = builtin_packages
         self._items: dict[str, T] = {}
         self._loaded = False
+        self._loading = False
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -46,19 +47,27 @@ class Registry(Generic[T]):
         return deco
 
     def _load(self) -> None:
-        if self._loaded:
+        if self._loaded or self._loading:
             return
-        self._loaded = True
-        for pkg_name in self._builtin_packages:
-            pkg = importlib.import_module(pkg_name)
-            for info in pkgutil.iter_modules(pkg.__path__):
-                if not info.ispkg and not info.name.startswith("_") and info.name not in ("base", "cache"):
-                    importlib.import_module(f"{pkg_name}.{info.name}")
-        for ep in entry_points(group=self.group):
-            obj = ep.load()
-            # an entry point may name a module (whose decorators register) or an object
-            if not isinstance(obj, type(importlib)) and ep.name not in self._items:
-                self.register(ep.name)(obj)
+        self._loading = True  # a module that looks a name up while it is imported sees the partial registry
+        try:
+            for pkg_name in self._builtin_packages:
+                pkg = importlib.import_module(pkg_name)
+                for info in pkgutil.iter_modules(pkg.__path__):
+                    if (
+                        not info.ispkg
+                        and not info.name.startswith("_")
+                        and info.name not in ("base", "cache")
+                    ):
+                        importlib.import_module(f"{pkg_name}.{info.name}")
+            for ep in entry_points(group=self.group):
+                obj = ep.load()
+                # an entry point may name a module (whose decorators register) or an object
+                if not isinstance(obj, type(importlib)) and ep.name not in self._items:
+                    self.register(ep.name)(obj)
+            self._loaded = True  # only after every import succeeded: a failed import is raised again
+        finally:
+            self._loading = False
 
     def get(self, name: str) -> T:
         self._load()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -168,3 +169,260 @@ def predict_all(
         for i, p in zip(chunk, preds, strict=True):
             out[i] = p
     return out
+
+
+# ------------------------------------------------------------------------------ teacher-student
+
+
+@dataclass(frozen=True)
+class TeacherStudentConfig:
+    """Hyper-parameters of the shared teacher-student loop (``train_teacher_student``).
+
+    ``burn_in``: fraction of the schedule trained on labelled data only; at its end the teacher is
+    initialised from the student (from its EMA when the schedule has ``ema_decay``).
+    ``threshold``: teacher detections scoring at least this become pseudo-labels.
+    ``unsup_weight``: weight of the unlabelled loss, reached after a sigmoid ramp-up
+    ``exp(-5 (1 - t)^2)`` over the first ``rampup`` fraction of the post-burn-in iterations.
+    ``unlabelled_ratio``: unlabelled images per labelled image in a batch.
+    ``ema_time_constant``: the teacher's EMA keep rate is ``1 - 1 / (ema_time_constant * T)`` with
+    ``T`` the post-burn-in iterations (the keep rate scaled to the schedule's length).
+    ``cls_only``: pseudo-labels supervise only the classification branch (no box/centre-ness loss).
+    ``ignore_below``: teacher detections scoring in ``[ignore_below, threshold)`` become ignore
+    regions (neither positive nor background) instead of background; ``None`` = off.
+    ``confidence``: what is thresholded: ``"cls"`` the detection's class probability (the
+    classifier's confidence, as Unbiased Teacher thresholds its ROI classifier), or ``"score"`` the
+    detection score (for FCOS ``sqrt(p_cls * centre-ness)``).
+    ``labelled_view``: augmentation of the labelled images: ``"flip"`` (random flips, exactly as
+    ``train_supervised``, so a paired comparison with the supervised baseline measures what the
+    unlabelled images add) or ``"weak"`` (the weak view: flips + scale jitter).
+    ``freeze_bn_on_unlabelled``: the unlabelled (strong-view) forward pass does not update
+    BatchNorm running statistics (see ``frozen_bn_statistics``).
+    ``normalize_by_labelled``: the unlabelled classification loss is divided by at least the
+    labelled batch's number of positives (scaled to the unlabelled batch size), so a batch with few
+    pseudo-labels does not weigh its background many times more than a labelled batch does.
+    """
+
+    burn_in: float = 0.33
+    threshold: float = 0.7
+    unsup_weight: float = 4.0
+    rampup: float = 0.25
+    unlabelled_ratio: float = 1.0
+    ema_time_constant: float = 0.05
+    cls_only: bool = True
+    ignore_below: float | None = None
+    confidence: str = "cls"
+    normalize_by_labelled: bool = True
+    vertical_flip: bool = True
+    scale_jitter: tuple[float, float] = (0.8, 1.25)
+    labelled_view: str = "flip"
+    freeze_bn_on_unlabelled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.labelled_view not in ("flip", "weak") or self.confidence not in ("cls", "score"):
+            raise SpecError(
+                f"labelled_view must be 'flip' or 'weak' and confidence 'cls' or 'score', "
+                f"got {self.labelled_view!r} and {self.confidence!r}"
+            )
+        if not 0.0 <= self.burn_in <= 1.0 or self.unlabelled_ratio <= 0:
+            raise SpecError(f"burn_in must lie in [0, 1] and unlabelled_ratio be positive: {self}")
+
+    def keep_rate(self, iterations: int) -> float:
+        t = max(1, iterations - self.burn_in_iters(iterations))
+        return max(0.0, 1.0 - 1.0 / max(1.0, self.ema_time_constant * t))
+
+    def burn_in_iters(self, iterations: int) -> int:
+        return min(iterations, max(1, round(self.burn_in * iterations)))
+
+    def unsup_weight_at(self, it: int, iterations: int) -> float:
+        """0 during burn-in, then the sigmoid ramp-up to ``unsup_weight``."""
+        start = self.burn_in_iters(iterations)
+        if it < start:
+            return 0.0
+        ramp = self.rampup * max(1, iterations - start)
+        if ramp <= 0:
+            return self.unsup_weight
+        t = min(1.0, (it - start + 1) / ramp)
+        return self.unsup_weight * math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+@contextmanager
+def frozen_bn_statistics(model: torch.nn.Module):
+    """BatchNorm layers normalise with the batch's statistics but leave their running statistics
+    alone (momentum 0) inside the block: strongly augmented unlabelled batches must not drift the
+    statistics the evaluated model (and the EMA teacher, which averages them) uses on clean images.
+    Detectors with frozen BatchNorm (Unbiased Teacher's ImageNet R50) never meet this problem."""
+    saved = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            saved.append((m, m.momentum))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+
+
+@torch.no_grad()
+def update_teacher(teacher: torch.nn.Module, student: torch.nn.Module, keep_rate: float) -> None:
+    """``teacher = keep_rate * teacher + (1 - keep_rate) * student`` on parameters and float buffers
+    (BatchNorm statistics included); integer buffers are copied."""
+    t_state = teacher.state_dict()
+    for k, v in student.state_dict().items():
+        t = t_state[k]
+        if v.dtype.is_floating_point:
+            t.mul_(keep_rate).add_(v.detach(), alpha=1.0 - keep_rate)
+        else:
+            t.copy_(v)
+
+
+def detection_confidence(pred, kind: str = "cls") -> np.ndarray:
+    """Per detection: its class probability (``"cls"``) or its detection score (``"score"``)."""
+    if kind == "score":
+        return np.asarray(pred.scores, dtype=np.float32)
+    if kind != "cls":
+        raise SpecError(f"confidence must be 'cls' or 'score', got {kind!r}")
+    if len(pred.labels) == 0:
+        return np.zeros(0, np.float32)
+    return pred.class_probs[np.arange(len(pred.labels)), pred.labels].astype(np.float32)
+
+
+def pseudo_labels(
+    teacher: torch.nn.Module,
+    images: list[torch.Tensor],
+    threshold: float,
+    device: str = "cpu",
+    ignore_below: float | None = None,
+    confidence: str = "cls",
+) -> list[dict[str, torch.Tensor]]:
+    """Teacher detections scoring at least ``threshold`` as targets (boxes, labels, scores, ignore);
+    with ``ignore_below``, detections scoring in ``[ignore_below, threshold)`` come as ignore regions."""
+    preds = predict_all(teacher, images, batch_size=len(images), device=device)
+    out = []
+    low = threshold if ignore_below is None else min(ignore_below, threshold)
+    for p in preds:
+        conf = detection_confidence(p, confidence)
+        keep = conf >= low
+        out.append(
+            {
+                "boxes": torch.from_numpy(p.boxes[keep].copy()),
+                "labels": torch.from_numpy(p.labels[keep].copy()),
+                "scores": torch.from_numpy(conf[keep].copy()),
+                "ignore": torch.from_numpy(conf[keep] < threshold),
+            }
+        )
+    return out
+
+
+def _apply_view(view, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+    im, boxes, kept = view(image, target["boxes"])
+    out = {k: v[kept] for k, v in target.items() if isinstance(v, torch.Tensor) and k != "boxes"}
+    out["boxes"] = boxes
+    return im, {**{k: v for k, v in target.items() if not isinstance(v, torch.Tensor)}, **out}
+
+
+def train_teacher_student(
+    model: torch.nn.Module,
+    images: list[torch.Tensor],
+    targets: list[dict],
+    unlabelled: list[torch.Tensor],
+    schedule: Schedule,
+    cfg: TeacherStudentConfig,
+    gen: torch.Generator,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+    stats: dict | None = None,
+) -> torch.nn.Module:
+    """Mean-teacher training (Unbiased-Teacher style) within the matrix's fixed schedule.
+
+    Iterations ``[0, burn_in)``: supervised on the labelled images (``labelled_view``; the same loss,
+    optimiser and learning-rate schedule as ``train_supervised``). Then each iteration draws
+    ``batch_size`` labelled and ``round(batch_size * unlabelled_ratio)`` unlabelled images; the EMA
+    teacher predicts on a weak view of each unlabelled image, detections scoring at least
+    ``threshold`` are kept, the strong view is made from the weak one with the pseudo boxes carried
+    into its geometry, and the student's loss is ``L_sup + w(t) * L_unsup``. The returned model is
+    the teacher (in eval mode). ``stats`` (optional) receives the mean pseudo-labels per image.
+    """
+    from benchmark.augment import strong_view, weak_view
+
+    if not images:
+        raise ValueError("no labelled images to train on")
+    model.to(device).train()
+    opt = make_optimizer(model, schedule)
+    ema = ModelEMA(model, schedule.ema_decay) if schedule.ema_decay > 0 else None
+    weak = weak_view(gen, cfg.vertical_flip, cfg.scale_jitter)
+    strong = strong_view(gen)
+    T = schedule.iterations
+    start = cfg.burn_in_iters(T) if unlabelled else T
+    keep = cfg.keep_rate(T)
+    n, n_u = len(images), len(unlabelled)
+    b_u = max(1, round(schedule.batch_size * cfg.unlabelled_ratio))
+    teacher: torch.nn.Module | None = None
+    n_pseudo, n_unl_seen = 0, 0
+    for it in range(T):
+        for g in opt.param_groups:
+            g["lr"] = schedule.lr_at(it)
+        if it == start and teacher is None:
+            import copy
+
+            teacher = copy.deepcopy(model)
+            if ema is not None:
+                ema.copy_to(teacher)
+            teacher.eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        idx = torch.randint(n, (schedule.batch_size,), generator=gen).tolist()
+        if cfg.labelled_view == "weak":
+            views = [_apply_view(weak, images[i], targets[i]) for i in idx]
+            ims, tg = [v[0] for v in views], [v[1] for v in views]
+        else:
+            ims, tg = flip_batch([images[i] for i in idx], [targets[i] for i in idx], gen, cfg.vertical_flip)
+        batch = make_batch(ims).to(device)
+        losses = model.losses(batch, tg)
+        loss = sum(losses.values())
+        logs = {k: float(v.detach()) for k, v in losses.items()}
+        if teacher is not None:
+            uidx = torch.randint(n_u, (b_u,), generator=gen).tolist()
+            empty = {"boxes": torch.zeros((0, 4))}
+            wviews = [weak(unlabelled[i], empty["boxes"])[0] for i in uidx]
+            pls = pseudo_labels(teacher, wviews, cfg.threshold, device, cfg.ignore_below, cfg.confidence)
+            n_pseudo += sum(int((~p["ignore"]).sum()) for p in pls)
+            n_unl_seen += len(pls)
+            sviews = [
+                _apply_view(strong, im, {**pl, "cls_only": cfg.cls_only})
+                for im, pl in zip(wviews, pls, strict=True)
+            ]
+            ubatch = make_batch([v[0] for v in sviews]).to(device)
+            norm = getattr(model, "last_num_pos", 1.0) * b_u / schedule.batch_size
+            with frozen_bn_statistics(model) if cfg.freeze_bn_on_unlabelled else nullcontext():
+                ulosses = model.losses(
+                    ubatch, [v[1] for v in sviews], min_normalizer=norm if cfg.normalize_by_labelled else 1.0
+                )
+            w_u = cfg.unsup_weight_at(it, T)
+            u_loss = ulosses["cls"] if cfg.cls_only else sum(ulosses.values())
+            loss = loss + w_u * u_loss
+            logs["unsup"] = float(u_loss.detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip)
+        opt.step()
+        if teacher is not None:
+            update_teacher(teacher, model, keep)
+        elif ema is not None:
+            ema.update(model)
+        if progress is not None and (it % 10 == 9 or it == T - 1):
+            progress(it + 1, T, logs)
+    if stats is not None:
+        stats["pseudo_per_image"] = n_pseudo / max(1, n_unl_seen)
+        stats["keep_rate"] = keep
+        stats["burn_in_iters"] = start
+    if teacher is None:  # no unlabelled images (or burn-in covers the schedule): plain supervised
+        if ema is not None:
+            ema.copy_to(model)
+        model.eval()
+        return model
+    student_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(teacher.state_dict())
+    model.committee_states = [student_state]  # the student, for committee-based acquisition
+    model.eval()
+    return model

@@ -114,22 +114,18 @@ class Sample:
         return int((~self.ignore).sum())
 
     def read_image(self) -> np.ndarray:
-        """The pixels as an ``(H, W, 3)`` uint8 array (grayscale is replicated to three channels)."""
+        """The pixels as an ``(H, W, 3)`` uint8 array (grayscale is replicated to three channels,
+        16-bit is scaled to 8-bit).
+
+        Read with rasterio (GDAL): a ``window`` is read as a raster window, so a patch of a huge PNG or
+        GeoTIFF never decodes the whole scene (a tiled GeoTIFF reads only the tiles under the window).
+        """
         if self.image_path is None:
             raise DatasetNotFoundError(f"sample {self.id} has no image file")
-        from PIL import Image
-
         path = Path(self.image_path)
         if not path.is_file():
             raise DatasetNotFoundError(f"image of sample {self.id} is missing: {path}")
-        try:
-            with Image.open(path) as im:
-                if self.window is not None:
-                    x, y, w, h = self.window
-                    im = im.crop((x, y, x + w, y + h))
-                arr = _to_uint8_rgb(np.asarray(im))
-        except (OSError, SyntaxError) as exc:
-            raise AnnotationError(path, 0, f"unreadable or corrupt image ({exc})") from exc
+        arr = read_raster(path, self.window)
         if arr.shape[:2] != (self.height, self.width):
             raise AnnotationError(
                 path,
@@ -137,6 +133,33 @@ class Sample:
                 f"image is {arr.shape[1]}x{arr.shape[0]} but its annotation says {self.width}x{self.height}",
             )
         return arr
+
+
+def read_raster(path: str | Path, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 pixels of an image file, or of the window ``(x, y, w, h)`` of it, read with
+    rasterio; a corrupt or unreadable file raises ``AnnotationError(path, 0, ...)``."""
+    import warnings
+
+    import rasterio
+    from rasterio.enums import ColorInterp
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+    from rasterio.windows import Window
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                bands = [1, 2, 3] if ds.count >= 3 else [1]  # RGB(A) -> RGB; gray(+alpha) -> gray
+                win = None if window is None else Window(*window)
+                data = ds.read(bands, window=win)
+                if ds.count < 3 and ds.colorinterp[0] == ColorInterp.palette:
+                    lut = np.zeros((256, 3), np.uint8)
+                    for k, rgba in ds.colormap(1).items():
+                        lut[k] = rgba[:3]
+                    return np.ascontiguousarray(lut[data[0]])
+    except (RasterioError, OSError) as exc:
+        raise AnnotationError(path, 0, f"unreadable or corrupt image ({exc})") from exc
+    return _to_uint8_rgb(np.moveaxis(data, 0, -1))
 
 
 def _to_uint8_rgb(a: np.ndarray) -> np.ndarray:

@@ -1,23 +1,41 @@
-"""DOTA (Dataset for Object deTection in Aerial images), v1.0 / v1.5 / v2.0.
+"""DOTA (Dataset for Object deTection in Aerial images), v1.0 / v1.5 / v2.0, cut into patches.
 
 Features
     Aerial scenes from Google Earth and the GF-2 / JL-1 satellites, 800-20000 px wide, with
-    oriented objects of 15 (v1.0), 16 (v1.5) or 18 (v2.0) classes and a long-tailed class
-    frequency. Only train and val labels are public; here ``pool`` = train and ``test`` = val.
+    oriented objects of 15 (v1.0), 16 (v1.5: + container-crane) or 18 (v2.0: + airport, helipad)
+    classes and a long-tailed class frequency. Only train and val labels are public; here ``pool`` =
+    train and ``test`` = val (``group`` = the scene, so no scene is split across pool and test).
+    With the option ``source_sensor`` (an ``imagesource`` value) the scenes of that sensor form a
+    ``source`` split and leave pool and test (a sensor-to-sensor shift).
 
 Format (the official devkit layout, read as is)
-    ``ROOT/{train,val}/images/<id>.png`` and ``ROOT/{train,val}/labelTxt/<id>.txt``. A label file
+    ``ROOT/{train,val}/images/<id>.png|tif`` and ``ROOT/{train,val}/labelTxt/<id>.txt``. A label file
     may start with the header lines ``imagesource:<sensor>`` and ``gsd:<metres per pixel or null>``;
     every other line is ``x1 y1 x2 y2 x3 y3 x4 y4 <class> <difficult>`` (clockwise corners, float
-    or integer coordinates; a 9-token line has difficult 0, as in the devkit's parser). An empty
-    file is an image with no objects. The oriented polygon is kept in ``Sample.polygons``; the
-    horizontal box is its axis-aligned hull (the Task2 ground truth). ``imagesource`` and ``gsd``
-    go to ``Sample.meta``.
+    or integer coordinates; a 9-token line has difficult 0, as in the devkit's parser; difficult is
+    0, 1 or 2 = truncated by a split tool). An empty file is an image with no objects. The oriented
+    polygon is kept in ``Sample.polygons``; the horizontal box is its axis-aligned hull (the Task2
+    ground truth). ``imagesource`` and ``gsd`` go to ``Sample.meta``; a GeoTIFF's CRS and affine
+    transform too (``crs``, ``transform``). Image sizes come from the raster header (rasterio).
+
+Labelling unit (option ``label_unit``)
+    ``patch`` (default): each scene is cut with the split tools' window algorithm
+    (``domains.patching``: ``patch_size`` 1024 and ``gap`` 200 by default, or the geometry a dataset
+    declares in ``ROOT/patching.json`` - the synthetic data uses 128 / 16), objects kept where at least
+    70 % of the polygon lies in the window (IoF), truncated ones marked difficult 2, ids
+    ``P0000__1024__0___824``. A patch's pixels are a rasterio window of the scene file
+    (``Sample.window``): the scene is never decoded whole. ``image``: one sample per scene.
+    ``Sample.meta["label_unit"]`` records the unit. ``domains.patching.merge_patch_predictions`` maps
+    patch detections back to scenes for the devkit protocol on full images.
 
 Errors
     A wrong token count, a non-numeric or non-finite coordinate, an unknown class, a difficult
-    flag outside {0, 1, 2} or a zero-area box raise ``AnnotationError(path, line, reason)``;
-    with ``lenient=True`` the line is skipped and counted in the dataset's report.
+    flag outside {0, 1, 2}, a zero-area box or polygon (collinear corners), an object wholly outside
+    its image, a missing, corrupt or duplicate image and an image without a label file raise
+    ``AnnotationError(path, line, reason)``; with ``lenient=True`` the line (or image) is skipped and
+    counted in the dataset's report. Repairs are counted too: a self-intersecting polygon (corners out
+    of order) is replaced by the minimum rotated rectangle of its corners (shapely), and a box partly
+    outside the image is clipped to it.
 
 Licence and citation
     DOTA is for academic use only (see the DOTA website). Xia et al., "DOTA: A Large-scale
@@ -77,6 +95,7 @@ def parse_label_file(
     classes: tuple[str, ...],
     report: LoadReport | None = None,
     lenient: bool = False,
+    lines_out: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Parse one DOTA ``labelTxt`` file.
 
@@ -145,10 +164,15 @@ def parse_label_file(
             xs, ys = coords[0::2], coords[1::2]
             if max(xs) - min(xs) <= 0 or max(ys) - min(ys) <= 0:
                 raise AnnotationError(path, lineno, "degenerate polygon: its horizontal box has zero area")
+            coords, repaired = _repair_polygon(coords, path, lineno)
+            if repaired:
+                report.repairs[repaired] += 1
         except AnnotationError as err:
             report.problem(err, lenient, "objects")
             continue
         polys.append(coords)
+        if lines_out is not None:
+            lines_out.append(lineno)
         labels.append(classes.index(name))
         diffs.append(diff)
     return (
@@ -157,6 +181,30 @@ def parse_label_file(
         np.asarray(diffs, np.int64),
         meta,
     )
+
+
+def _repair_polygon(coords: list[float], path: Path, lineno: int) -> tuple[list[float], str]:
+    """A valid quadrilateral for ``coords``: unchanged when it is simple with positive area; a
+    self-intersecting one (corners in the wrong order, a "bow tie") is replaced by the minimum rotated
+    rectangle of its corners (shapely) and reported as a repair; zero area (collinear corners) is an
+    ``AnnotationError``."""
+    import shapely
+
+    pts = np.asarray(coords, np.float64).reshape(4, 2)
+    hull = shapely.MultiPoint(pts).convex_hull
+    if hull.geom_type != "Polygon" or hull.area <= 1e-9:
+        raise AnnotationError(path, lineno, "degenerate polygon: its corners are collinear (zero area)")
+    poly = shapely.Polygon(pts)
+    if poly.is_valid and poly.area > 0:
+        return coords, ""
+    rect = shapely.minimum_rotated_rectangle(hull)
+    corners = np.asarray(rect.exterior.coords, np.float64)[:4]
+    # start at the corner nearest the original first corner, keep the original's orientation
+    k = int(np.argmin(np.linalg.norm(corners - pts[0], axis=1)))
+    corners = np.roll(corners, -k, axis=0)
+    return [
+        float(v) for v in corners.reshape(-1)
+    ], "self-intersecting polygons replaced by their minimum rectangle"
 
 
 def polygons_to_boxes(polys: np.ndarray) -> np.ndarray:
@@ -181,29 +229,69 @@ def format_label_file(
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+def raster_info(path: Path) -> tuple[int, int, dict[str, Any]]:
+    """``(width, height, geo)`` of an image read from its header with rasterio (no pixel decode);
+    ``geo`` holds ``crs`` (WKT/EPSG string) and ``transform`` (the 6 affine coefficients) for a
+    georeferenced raster such as a GeoTIFF, and is empty otherwise."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, SyntaxError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                geo: dict[str, Any] = {}
+                if ds.crs is not None:
+                    geo["crs"] = ds.crs.to_string()
+                    geo["transform"] = [float(v) for v in tuple(ds.transform)[:6]]
+                return int(ds.width), int(ds.height), geo
+    except (RasterioError, OSError) as exc:
         raise AnnotationError(path, 0, f"unreadable or corrupt image ({exc})") from exc
+
+
+def _geometry_file(root: Path) -> dict[str, int]:
+    """The patch geometry a dataset declares in ``ROOT/patching.json`` (the synthetic data does)."""
+    import json
+
+    p = root / "patching.json"
+    if not p.is_file():
+        return {}
+    try:
+        d = json.loads(p.read_text())
+        return {"patch_size": int(d["patch_size"]), "gap": int(d["gap"])}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnnotationError(p, 0, f"expected {{'patch_size': int, 'gap': int}} ({exc})") from exc
 
 
 @register_domain("dota")
 class DOTA(Domain):
-    """Remote sensing: DOTA v1.0/1.5/2.0 in the devkit's layout (see the module docstring)."""
+    """Remote sensing: DOTA v1.0/1.5/2.0 in the devkit's layout, cut into patches (module docstring).
+
+    Options: ``version`` (1.0, 1.5, 2.0), ``label_unit`` (``patch`` or ``image``), ``patch_size`` and
+    ``gap`` (default: what the dataset declares in ``patching.json``, else 1024 and 200),
+    ``iof_thr`` (0.7), ``source_sensor`` (an ``imagesource`` value: its scenes form the ``source`` split
+    and leave pool and test).
+    """
 
     classes = CLASSES_V1_0
     box_type = "obb"
-    label_unit = "image"
+    label_unit = "patch"
     splits = ("pool", "test")
     metrics = (
         MetricSpec("mAP50", True, "coco", "AP50", "COCO AP at IoU 0.5 over horizontal boxes (Task2 boxes)"),
         MetricSpec("mAP50-95", True, "coco", "AP", "COCO AP averaged over IoU 0.50:0.05:0.95"),
     )
-    default_options = {"version": "1.0"}
+    default_options = {
+        "version": "1.0",
+        "label_unit": "patch",
+        "patch_size": None,
+        "gap": None,
+        "iof_thr": 0.7,
+        "source_sensor": None,
+    }
+    synthetic_version = "2"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -212,10 +300,33 @@ class DOTA(Domain):
             raise SpecError(f"DOTA version must be one of {', '.join(CLASSES)}, got {version!r}")
         self.options["version"] = version
         self.classes = CLASSES[version]  # type: ignore[misc]
+        unit = str(self.options["label_unit"])
+        if unit not in ("patch", "image"):
+            raise SpecError(f"DOTA label_unit must be 'patch' or 'image', got {unit!r}")
+        self.label_unit = unit  # type: ignore[misc]
+        for k in ("patch_size", "gap"):
+            v = self.options[k]
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise SpecError(f"DOTA {k} must be a non-negative integer, got {v!r}")
+        ps, gap = self.options["patch_size"], self.options["gap"]
+        if ps is not None and gap is not None and not 0 <= gap < ps:
+            raise SpecError(f"DOTA needs 0 <= gap < patch_size, got patch_size {ps}, gap {gap}")
+        if self.options["source_sensor"] is not None:
+            self.splits = ("pool", "test", "source")  # type: ignore[misc]
+
+    def geometry(self, root: Path) -> tuple[int, int]:
+        """``(patch_size, gap)`` for ``root``: the options, else the dataset's ``patching.json``,
+        else the usual 1024 / 200."""
+        declared = _geometry_file(root)
+        ps = self.options["patch_size"] or declared.get("patch_size", 1024)
+        gap = self.options["gap"] if self.options["gap"] is not None else declared.get("gap", 200)
+        if not 0 <= gap < ps:
+            raise SpecError(f"DOTA needs 0 <= gap < patch_size, got patch_size {ps}, gap {gap}")
+        return int(ps), int(gap)
 
     def _split_dir(self, root: Path, split: str) -> Path:
         self.check_split(split)
-        return root / SPLIT_DIRS[split]
+        return root / SPLIT_DIRS.get(split, "train")
 
     def verify(self, root: str | Path) -> None:
         root = Path(root)
@@ -224,7 +335,7 @@ class DOTA(Domain):
                 f"DOTA root {root} does not exist. Point --data-root dota=PATH at a folder holding "
                 "train/ and val/ (each with images/ and labelTxt/), or omit it to use the synthetic data."
             )
-        for split in self.splits:
+        for split in ("pool", "test"):
             d = self._split_dir(root, split)
             for sub in ("images", "labelTxt"):
                 if not (d / sub).is_dir():
@@ -233,21 +344,29 @@ class DOTA(Domain):
                         f"(split {split!r} reads {d.name}/images and {d.name}/labelTxt)"
                     )
 
-    def load(self, root: str | Path, split: str, lenient: bool = False) -> DomainDataset:
+    def load_scenes(
+        self, root: str | Path, split: str, lenient: bool = False
+    ) -> tuple[list[Sample], LoadReport, list[Path]]:
+        """Whole scenes of a split (one ``Sample`` per image, boxes clipped to the image), the load
+        report and the label files read."""
         root = Path(root)
         d = self._split_dir(root, split)
         if not (d / "labelTxt").is_dir() or not (d / "images").is_dir():
             self.verify(root)
         report = LoadReport()
         label_files = sorted((d / "labelTxt").glob("*.txt"))
-        images = {}
-        for p in (d / "images").iterdir():
+        images: dict[str, Path] = {}
+        for p in sorted((d / "images").iterdir()):
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 if p.stem in images:
-                    report.problem(AnnotationError(p, 0, f"two images for id {p.stem!r}"), lenient, "images")
+                    report.problem(
+                        AnnotationError(p, 0, f"duplicate id: two images for id {p.stem!r}"),
+                        lenient,
+                        "images",
+                    )
                     continue
                 images[p.stem] = p
-        samples = []
+        scenes = []
         for lf in label_files:
             sid = lf.stem
             img = images.get(sid)
@@ -259,17 +378,37 @@ class DOTA(Domain):
                 )
                 continue
             try:
-                w, h = _image_size(img)
+                w, h, geo = raster_info(img)
             except AnnotationError as err:
                 report.problem(err, lenient, "images")
                 continue
-            polys, labels, diff, meta = parse_label_file(lf, self.classes, report, lenient)
+            lines: list[int] = []
+            try:
+                polys, labels, diff, meta = parse_label_file(lf, self.classes, report, lenient, lines)
+            except AnnotationError as err:  # a file-level problem (not UTF-8 text)
+                report.problem(err, lenient, "images")
+                continue
             boxes = polygons_to_boxes(polys)
+            outside = (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) | (boxes[:, 0] >= w) | (boxes[:, 1] >= h)
+            if outside.any():
+                for k in np.nonzero(outside)[0]:
+                    report.problem(
+                        AnnotationError(lf, lines[k], f"object lies wholly outside the {w}x{h} image"),
+                        lenient,
+                        "objects",
+                    )
+                keep = ~outside
+                polys, labels, diff, boxes = polys[keep], labels[keep], diff[keep], boxes[keep]
             clipped = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
             n_clip = int((np.abs(clipped - boxes) > 1e-6).any(1).sum())
             if n_clip:
                 report.repairs["boxes clipped to the image"] += n_clip
-            samples.append(
+            src = self.options["source_sensor"]
+            if src is not None:
+                is_src = meta.get("imagesource") == src
+                if is_src != (split == "source"):
+                    continue
+            scenes.append(
                 Sample(
                     id=sid,
                     group=sid,
@@ -279,7 +418,7 @@ class DOTA(Domain):
                     labels=labels,
                     difficult=diff,
                     polygons=polys,
-                    meta={**meta, "scene": sid},
+                    meta={**meta, **geo, "scene": sid, "label_unit": "image"},
                     image_path=str(img),
                 )
             )
@@ -290,20 +429,72 @@ class DOTA(Domain):
                 lenient,
                 "images",
             )
-        if not samples:
+        return scenes, report, label_files
+
+    def load(self, root: str | Path, split: str, lenient: bool = False) -> DomainDataset:
+        root = Path(root)
+        scenes, report, label_files = self.load_scenes(root, split, lenient)
+        d = self._split_dir(root, split)
+        if not scenes:
             raise DatasetNotFoundError(f"DOTA: no labelled images under {d} (split {split!r})")
-        return DomainDataset(
+        options = dict(self.options)
+        if self.label_unit == "image":
+            samples = scenes
+        else:
+            size, gap = self.geometry(root)
+            options.update(patch_size=size, gap=gap)
+            samples = []
+            for scene in scenes:
+                samples += cut_scene(scene, size, gap, float(self.options["iof_thr"]), report)
+        ds = DomainDataset(
             self.name,
             split,
             self.classes,
             samples,
-            digest_files(label_files),
+            digest_files(label_files) + repr(sorted(options.items())),
             report,
-            options=dict(self.options),
+            options=options,
         )
+        # whole scenes: the devkit protocol evaluates merged detections against them
+        ds.scenes = scenes  # type: ignore[attr-defined]
+        return ds
 
     @classmethod
     def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
         from domains.synthetic.dota import write_dataset
 
         return write_dataset(Path(root), seed=seed, size=size, progress=progress)
+
+
+def cut_scene(
+    scene: Sample, size: int, gap: int, iof_thr: float = 0.7, report: LoadReport | None = None
+) -> list[Sample]:
+    """The patches of one scene ``Sample`` (see ``domains.patching``): ids ``<scene>__<size>__<x>___<y>``,
+    ``group`` = the scene, ``window`` = the patch inside the scene's file. Objects that land in no patch
+    (IoF below ``iof_thr`` everywhere) are counted in ``report``."""
+    from domains.patching import assign_objects, patch_id, windows
+
+    assert scene.polygons is not None and scene.difficult is not None
+    out = []
+    covered = np.zeros(len(scene.boxes), bool)
+    for x, y, w, h in windows(scene.width, scene.height, size, gap):
+        objs = assign_objects(scene.polygons, scene.difficult, (x, y, w, h), iof_thr)
+        covered[objs.index] = True
+        out.append(
+            Sample(
+                id=patch_id(scene.id, size, x, y),
+                group=scene.id,
+                width=w,
+                height=h,
+                boxes=objs.boxes,
+                labels=scene.labels[objs.index],
+                difficult=objs.difficult,
+                polygons=objs.polygons,
+                meta={**scene.meta, "scene": scene.id, "label_unit": "patch", "offset": (x, y)},
+                image_path=scene.image_path,
+                window=(x, y, w, h),
+            )
+        )
+    if report is not None and not covered.all():
+        report.skipped[f"objects in no patch (IoF < {iof_thr:g} in every window)"] += int((~covered).sum())
+    return out

@@ -2,7 +2,9 @@
 
 Adding a method or strategy to a registry adds it here: no exceeding the budget, ids disjoint from
 the labelled set and from each other and inside the pool, same seed -> same ids, global RNG state
-untouched, images with zero predictions handled, the model passed to ``select`` not mutated.
+untouched, images with zero predictions handled, the model passed to ``select`` not mutated; every
+method (with its default strategy) and every strategy (with the supervised trainer) completes two
+rounds of the ``tiny`` matrix, and its records validate against the leaderboard's schema.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import torch
 
 from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
 from benchmark.detectors import build_detector
+from benchmark.leaderboard import load_records
+from benchmark.runner import run_matrix
+from benchmark.spec import load_matrix
 from benchmark.training import Schedule
 from domains.dota import DOTA
 
@@ -104,3 +109,32 @@ def test_method_contract(pool, name):
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), f"same seed, different weights ({k})"
     assert not a.training
+
+
+def _tiny_two_rounds(tmp_path, method: str) -> list[dict]:
+    m = load_matrix("tiny", methods=[method])
+    run_matrix(m, tmp_path, launcher="serial", progress=False)
+    recs, problems = load_records(tmp_path)
+    assert not problems, problems
+    return sorted(recs, key=lambda r: r["round"])
+
+
+def _check_tiny(recs: list[dict], method: str) -> None:
+    assert [r["round"] for r in recs] == [0, 1], "two rounds of the tiny matrix"
+    assert all(r["method"] == method for r in recs)
+    assert [r["n_labelled"] for r in recs] == [8, 16]
+    assert recs[0]["n_acquired"] == 8
+    for r in recs:
+        assert 0.0 <= r["metrics"]["mAP50"] <= 1.0
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_completes_tiny_matrix(tmp_path, name):
+    method = f"{name}+{METHODS.get(name).default_strategy}"
+    _check_tiny(_tiny_two_rounds(tmp_path, method), method)
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_strategy_completes_tiny_matrix(tmp_path, name):
+    method = f"supervised+{name}"
+    _check_tiny(_tiny_two_rounds(tmp_path, method), method)

@@ -110,7 +110,7 @@ def test_adapter_reports_missing_image_and_orphans(tmp_path):
         Image.new("RGB", (32, 32)).save(tmp_path / split / "images" / "P0001.png")
         (tmp_path / split / "labelTxt" / "P0001.txt").write_text("0 0 4 0 4 4 0 4 plane 0\n")
     (tmp_path / "train" / "labelTxt" / "P0002.txt").write_text("")
-    dom = DOTA()
+    dom = DOTA(label_unit="image")  # whole images (the default unit is the patch)
     with pytest.raises(AnnotationError, match="P0002"):
         dom.load(tmp_path, "pool")
     ds = dom.load(tmp_path, "pool", lenient=True)

@@ -23,22 +23,23 @@ def tree_digest(root):
 def test_layout_and_format(dota_tiny_root):
     root = dota_tiny_root
     for split, n in (("train", PRESETS["tiny"].n_train), ("val", PRESETS["tiny"].n_val)):
-        assert len(list((root / split / "images").glob("*.png"))) == n
+        images = list((root / split / "images").glob("*.png")) + list((root / split / "images").glob("*.tif"))
+        assert len(images) == n  # scenes: PNG, every third one a GeoTIFF
         labels = sorted((root / split / "labelTxt").glob("*.txt"))
         assert len(labels) == n
         first = labels[1].read_text().splitlines()
-        assert first[0] == "imagesource:GoogleEarth" and first[1].startswith("gsd:")
+        assert first[0] in ("imagesource:GoogleEarth", "imagesource:GF-2") and first[1].startswith("gsd:")
         assert len(first[2].split()) == 10
         # one image per split without objects (an empty annotation, header only)
         assert labels[0].read_text().splitlines()[2:] == []
 
 
 def test_objects_sizes_and_counts(dota_tiny_root):
-    ds = DOTA().load(dota_tiny_root, "pool")
-    counts = [s.num_objects for s in ds]
-    assert counts[0] == 0 and min(counts[1:]) >= 3 and max(counts) <= 15
+    ds = DOTA(label_unit="image").load(dota_tiny_root, "pool")  # whole scenes, several patches wide
+    counts = [s.num_objects / (s.width * s.height / 128**2) for s in ds]  # objects per 128 x 128 px
+    assert counts[0] == 0 and min(counts[1:]) >= 2.5 and max(counts) <= 15.5
     for s in ds:
-        assert 128 <= s.width <= 256 and 128 <= s.height <= 256
+        assert 240 <= s.width <= 352 and 240 <= s.height <= 352
         if s.num_objects:
             p = s.polygons.reshape(-1, 4, 2)
             sides = np.linalg.norm(p - np.roll(p, 1, axis=1), axis=2).max(1)

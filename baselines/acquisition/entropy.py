@@ -23,6 +23,8 @@ def detection_entropy(class_probs: np.ndarray) -> np.ndarray:
     if len(class_probs) == 0:
         return np.zeros(0)
     p = np.clip(class_probs.astype(np.float64), 1e-12, None)
+    if p.shape[1] == 1:  # one class (pedestrians): the binary entropy of object vs background
+        p = np.concatenate([p, np.clip(1.0 - p, 1e-12, None)], axis=1)
     p = p / p.sum(1, keepdims=True)
     return -(p * np.log(p)).sum(1) / np.log(p.shape[1])
 

@@ -255,10 +255,19 @@ class FCOS(nn.Module):
 
     # ------------------------------------------------------------------------------ interface
     def losses(
-        self, batch: Batch, targets: list[dict], weights: torch.Tensor | None = None
+        self,
+        batch: Batch,
+        targets: list[dict],
+        weights: torch.Tensor | None = None,
+        min_normalizer: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """FCOS losses. ``targets``: per image ``boxes`` (G, 4) xyxy, ``labels`` (G,), optional
-        ``ignore`` (G,) bool. ``weights``: optional per-image loss weights (B,)."""
+        ``ignore`` (G,) bool and optional ``cls_only`` (bool): that image's boxes supervise the
+        classification branch only (no box-regression or centre-ness loss: pseudo-labels in
+        Unbiased-Teacher-style training). ``weights``: optional per-image loss weights (B,).
+        ``min_normalizer``: lower bound of the number of positives the classification loss is divided
+        by (pseudo-labelled batches with few positives would otherwise weigh their background
+        heavily); ``self.last_num_pos`` keeps the (weighted) number of positives of the last call."""
         _, _, cls, reg, ctr = self.raw(batch)
         shapes = [tuple(c.shape[-2:]) for c in cls]
         locs = self.locations(shapes, cls[0].device)
@@ -275,8 +284,13 @@ class FCOS(nn.Module):
         onehot = torch.zeros_like(cls_f)
         onehot[pos] = F.one_hot(labels[pos], C).to(cls_f.dtype)
         n_pos = max(1.0, float((pos.float() * w_loc).sum()))
+        self.last_num_pos = n_pos
         focal = sigmoid_focal_loss(cls_f, onehot, alpha=0.25, gamma=2.0, reduction="none").sum(2)
-        loss_cls = (focal * valid * w_loc).sum() / n_pos
+        loss_cls = (focal * valid * w_loc).sum() / max(n_pos, min_normalizer)
+        cls_only = torch.tensor([bool(t.get("cls_only", False)) for t in targets], device=cls_f.device)
+        if cls_only.any():
+            pos = pos & ~cls_only[:, None]  # those images' positives get no box / centre-ness loss
+            n_pos = max(1.0, float((pos.float() * w_loc).sum()))
         if pos.any():
             all_locs = torch.cat(locs, 0).to(cls_f.device)[None].expand(B, L, 2)
             p_loc = all_locs[pos]

@@ -52,6 +52,10 @@ def gt_to_coco(samples: Sequence[Sample], classes: Sequence[str]) -> dict[str, A
                 "group": s.group,
             }
         )
+        if s.image_path is not None:  # where the pixels are (read back by the coco domain)
+            images[-1]["path"] = str(s.image_path)
+            if s.window is not None:
+                images[-1]["window"] = [int(v) for v in s.window]
         for j in range(len(s.boxes)):
             x1, y1, x2, y2 = (float(v) for v in s.boxes[j])
             w, h = x2 - x1, y2 - y1

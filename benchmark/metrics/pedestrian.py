@@ -257,3 +257,49 @@ def evaluate_mr(
             out["MR@FPPI0.1 Reasonable"] = miss_rate_at(fppi, recall, 0.1)
             out["AP50"] = _voc_ap_all_points(recall, precision)
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The ``mr2`` metric protocol (a domain's test split -> the setups above)
+# ----------------------------------------------------------------------------------------------------
+
+
+def samples_to_mr_inputs(
+    samples: Sequence[Any], preds: Sequence[Any], positive_label: int = 0
+) -> tuple[dict, dict]:
+    """``(gt, dets)`` for ``evaluate_mr`` from samples and aligned predictions: every object that is not
+    ``positive_label`` or is flagged ``ignore`` is an ignore region; only detections of
+    ``positive_label`` count."""
+    if len(preds) != len(samples):
+        raise ValueError(f"{len(preds)} predictions for {len(samples)} samples")
+    gt: dict[Any, dict[str, Any]] = {}
+    dets: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+    for i, (s, p) in enumerate(zip(samples, preds, strict=True)):
+        gt[i] = {
+            "boxes": s.boxes,
+            "ignore": np.asarray(s.ignore, bool) | (np.asarray(s.labels) != positive_label),
+            "visible_boxes": s.visible_boxes,
+        }
+        keep = np.asarray(p.labels) == positive_label
+        dets[i] = (np.asarray(p.boxes)[keep], np.asarray(p.scores)[keep])
+    return gt, dets
+
+
+def _mr2_protocol(domain: Any, test: Any, preds: Sequence[Any]) -> tuple[dict[str, Any], str]:
+    """The ``mr2`` metric protocol: MR^-2 of the four setups, MR@FPPI0.1 and AP50 of a domain's test
+    split (class 0 is the pedestrian class; lower MR is better)."""
+    gt, dets = samples_to_mr_inputs(list(test), preds)
+    res: dict[str, Any] = dict(evaluate_mr(gt, dets))
+    name = domain.classes[0] if domain.classes else "pedestrian"
+    res["per_class"] = {name: {"AP50": res["AP50"], "MR-2 Reasonable": res["MR-2 Reasonable"]}}
+    impl = "CityPersons/Caltech MR^-2 (labelbudget benchmark.metrics.pedestrian; 9 FPPI points 1e-2..1)"
+    return res, impl
+
+
+def _register() -> None:
+    from benchmark.evaluation import register_protocol
+
+    register_protocol("mr2")(_mr2_protocol)
+
+
+_register()

@@ -1,20 +1,28 @@
 """Synthetic DOTA: top-down aerial-like scenes written in the official devkit layout.
 
 What it draws (fixed difficulty, not tuned to any method):
-    * ground: one of three land covers (vegetation, arid, urban) made of low-, mid- and
+    * scenes several patches wide (240 px = 2 x 2 patches for ``small``, up to 352 px for ``tiny`` and
+      576 px for ``medium``), cut by the adapter into 128-px patches with a 16-px gap, as declared in
+      ``ROOT/patching.json``; most object placements across a window border are redrawn
+      (``SEAM_AVOID``) so that cut objects stay a minority, as in real DOTA at 1024 px;
+    * ground: a blend of four draws of three land covers (vegetation, arid, urban) made of low-, mid- and
       high-frequency noise, with roads;
-    * 3-15 oriented objects per image, 8-40 px long, of 8 DOTA v1.0 classes with distinct shapes
+    * oriented objects, 8-40 px long, 3-15 per 128 x 128 px, of 8 DOTA v1.0 classes with distinct shapes
       (small-vehicle, large-vehicle, ship, storage-tank, plane, tennis-court, swimming-pool,
       helicopter). Class frequency is Zipf-like, p_k ~ 1/(k+1)^1.9, so the head:tail ratio is ~52:1;
     * look-alike clutter that is not an object: building roofs (rectangles), trees (dark discs),
       bright blobs and sheds that resemble vehicles;
+    * two sensors (``imagesource``): ``GoogleEarth`` (gsd 0.1-0.6 m) and, for about 15 % of the scenes,
+      ``GF-2`` (gsd 0.8-1.0 m: objects 0.9x as long, blurrier, warmer and desaturated), so a
+      source/target split by sensor exists;
     * a mild blur and sensor noise. Objects smaller than 10 px or touching the border are marked
       difficult 1 (as DOTA annotators do for hard instances).
 
-It writes ``ROOT/{train,val}/images/P%04d.png`` and ``ROOT/{train,val}/labelTxt/P%04d.txt`` with the
-``imagesource:``/``gsd:`` header lines; each split also holds one image without objects (an empty
-label file). Everything is drawn from one ``numpy.random.Generator`` seeded by ``seed``, so a seed
-always gives the same bytes.
+It writes ``ROOT/{train,val}/images/P%04d.png`` (every third scene as a GeoTIFF ``P%04d.tif`` in
+EPSG:32633 with a north-up transform of the scene's gsd) and ``ROOT/{train,val}/labelTxt/P%04d.txt``
+with the ``imagesource:``/``gsd:`` header lines; each split also holds one scene without objects (a
+label file with the header only). Everything is drawn from one ``numpy.random.Generator`` seeded by
+``seed``, so a seed always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -47,16 +55,27 @@ CLASS_P /= CLASS_P.sum()
 
 @dataclass(frozen=True)
 class SizePreset:
-    n_train: int
-    n_val: int
-    sizes: tuple[int, ...]  # image side lengths (each of W and H drawn from these)
+    n_train: int  # scenes
+    n_val: int  # scenes
+    sizes: tuple[int, ...]  # scene side lengths (each of W and H drawn from these)
 
 
+# Scenes are cut into 128-px patches with a 16-px gap (step 112): a side of 128 + k * 112 px gives k + 1
+# windows with the last one flush. "small" gives about 600 pool / 200 test patches, like the 128-px images
+# the smoke matrix was calibrated on.
+PATCH_SIZE, GAP = 128, 16
 PRESETS = {
-    "tiny": SizePreset(48, 24, (128, 160)),
-    "small": SizePreset(600, 200, (128,)),
-    "medium": SizePreset(2000, 500, (128, 160, 192, 224, 256)),
+    "tiny": SizePreset(8, 4, (240, 352)),
+    "small": SizePreset(150, 50, (240,)),
+    "medium": SizePreset(160, 48, (240, 352, 464, 576)),
 }
+SENSORS = ("GoogleEarth", "GF-2")  # GF-2: coarser (objects 0.9x, blurrier), warmer and desaturated
+GF2_SHARE = 0.15
+# Objects are 8-40 px but patches only 128 px, so far more objects would straddle a window border than
+# in real DOTA (objects of tens of px in 1024-px windows). Most placements across a border are redrawn,
+# so cut objects (difficult 2, or fragments left in the neighbouring window) stay a minority as in DOTA.
+SEAM_AVOID = 0.9
+GEOTIFF_EVERY = 3  # every third scene is written as a GeoTIFF (EPSG:32633), the others as PNG
 
 
 def _noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -201,7 +220,7 @@ def _draw_object(
 
 
 def _draw_clutter(img: np.ndarray, rng: np.random.Generator, h: int, w: int) -> None:
-    for _ in range(int(rng.integers(2, 9))):
+    for _ in range(int(rng.integers(2, 9) * h * w / 128**2)):
         kind = rng.integers(4)
         cx, cy, ang = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0, math.pi)
         if kind == 0:  # building roof
@@ -252,21 +271,47 @@ def _iou_hbb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(ua, 1e-9)
 
 
-def render_scene(rng: np.random.Generator, h: int, w: int, n_objects: int):
-    """One scene: returns (uint8 image, polygons (N, 8), class names, difficult flags)."""
+def _seams(length: int) -> np.ndarray:
+    """Window borders (inside the scene) of the adapter's default patching along one axis."""
+    from domains.patching import window_starts
+
+    starts = np.array(window_starts(length, PATCH_SIZE, GAP))
+    cuts = np.concatenate([starts, starts + PATCH_SIZE])
+    return np.unique(cuts[(cuts > 0) & (cuts < length)])
+
+
+def _crosses(hbb: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> bool:
+    return bool(((xs > hbb[0]) & (xs < hbb[2])).any() or ((ys > hbb[1]) & (ys < hbb[3])).any())
+
+
+def render_scene(rng: np.random.Generator, h: int, w: int, n_objects: int, sensor: str = "GoogleEarth"):
+    """One scene: returns (uint8 image, polygons (N, 8), class names, difficult flags).
+
+    ``sensor`` ``GF-2`` imitates a coarser, differently calibrated satellite: objects 0.9x as long,
+    a stronger blur and a warmer (reddish), desaturated colour response.
+    """
+    coarse = sensor == "GF-2"
+    scale = 0.9 if coarse else 1.0
+    # four land-cover draws blended by low-frequency masks: a scene is as varied as several small images
     img = _ground(rng, h, w)
+    for _ in range(3):
+        blend = 1.0 / (1.0 + np.exp(-4.0 * _noise(rng, h, w, 48)))[:, :, None]
+        img = img * blend + _ground(rng, h, w) * (1.0 - blend)
     _draw_clutter(img, rng, h, w)
     polys, names, diffs, hbbs = [], [], [], []
+    seam_x, seam_y = _seams(w), _seams(h)
     attempts = 0
     while len(polys) < n_objects and attempts < n_objects * 20:
         attempts += 1
         cls = SYNTH_CLASSES[rng.choice(len(SYNTH_CLASSES), p=CLASS_P)]
-        length = rng.uniform(*LENGTH_RANGE[cls])
+        length = rng.uniform(*LENGTH_RANGE[cls]) * scale
         ang = rng.uniform(-math.pi, math.pi)
         cx, cy = rng.uniform(length * 0.35, w - length * 0.35), rng.uniform(length * 0.35, h - length * 0.35)
         probe = _rot(_rect(length, length), cx, cy, 0 if cls == "storage-tank" else ang)
         hbb = np.array([probe[:, 0].min(), probe[:, 1].min(), probe[:, 0].max(), probe[:, 1].max()])
         if hbbs and _iou_hbb(hbb, np.array(hbbs)).max() > 0.05:
+            continue
+        if rng.random() < SEAM_AVOID and _crosses(hbb, seam_x, seam_y):
             continue
         corners = _draw_object(img, rng, cls, cx, cy, ang, length)
         corners[:, 0] = np.clip(corners[:, 0], 0, w)
@@ -281,13 +326,47 @@ def render_scene(rng: np.random.Generator, h: int, w: int, n_objects: int):
         polys.append(corners.reshape(-1))
         names.append(cls)
         diffs.append(1 if (length < 10 or touches) else 0)
-    img = cv2.GaussianBlur(img, (3, 3), 0.6)
+    img = cv2.GaussianBlur(img, (5, 5), 0.9 if coarse else 0.6)
+    if coarse:
+        grey = img.mean(2, keepdims=True)
+        img = 0.6 * img + 0.4 * grey
+        img *= np.array([1.12, 1.0, 0.86], np.float32)
+        img += 10
     img += rng.normal(0, 4, img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8), np.array(polys).reshape(-1, 8), names, diffs
 
 
+def _write_geotiff(path: Path, img: np.ndarray, gsd: float, x0: float, y0: float) -> None:
+    """An RGB GeoTIFF in UTM zone 33N (EPSG:32633) with a north-up transform of ``gsd`` m/px."""
+    import rasterio
+    from affine import Affine
+
+    h, w = img.shape[:2]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(gsd, 0.0, x0, 0.0, -gsd, y0),
+        compress="deflate",
+        photometric="RGB",
+    ) as ds:
+        ds.write(np.moveaxis(img, -1, 0))
+
+
 def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
-    """Write the synthetic DOTA tree under ``root`` (atomically: a temp folder renamed at the end)."""
+    """Write the synthetic DOTA tree under ``root`` (atomically: a temp folder renamed at the end).
+
+    Scenes of ``PRESETS[size].sizes`` px with about as many objects per 128 px as the calibration
+    images had (3-15), about 15 % of them from the coarser ``GF-2`` sensor, every third one as a GeoTIFF;
+    ``ROOT/patching.json`` declares the patch geometry (128 / 16) the adapter uses by default.
+    """
+    import json
+
     from domains.base import SpecError
     from domains.dota import format_label_file
 
@@ -301,7 +380,7 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
         rng = np.random.default_rng([seed, 0xD07A])
         total = preset.n_train + preset.n_val
         bar = tqdm(
-            total=total, desc=f"synthesizing dota ({size})", disable=not progress, unit="img", leave=False
+            total=total, desc=f"synthesizing dota ({size})", disable=not progress, unit="scene", leave=False
         )
         k = 0
         for split, n in (("train", preset.n_train), ("val", preset.n_val)):
@@ -309,17 +388,26 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
             (tmp / split / "labelTxt").mkdir(parents=True)
             for i in range(n):
                 h, w = int(rng.choice(preset.sizes)), int(rng.choice(preset.sizes))
-                n_obj = 0 if i == 0 else int(rng.integers(3, 16))
-                img, polys, names, diffs = render_scene(rng, h, w, n_obj)
+                # the second scene of each split is always GF-2, so both sensors occur even in "tiny"
+                sensor = SENSORS[1] if (i == 1 or rng.random() < GF2_SHARE) else SENSORS[0]
+                n_obj = 0 if i == 0 else int(round(rng.integers(3, 16) * h * w / 128**2))
+                img, polys, names, diffs = render_scene(rng, h, w, n_obj, sensor)
                 sid = f"P{k:04d}"
                 k += 1
-                cv2.imwrite(str(tmp / split / "images" / f"{sid}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-                gsd = round(float(rng.uniform(0.1, 0.6)), 6)
+                gsd = round(float(rng.uniform(0.8, 1.0) if sensor == "GF-2" else rng.uniform(0.1, 0.6)), 6)
+                if k % GEOTIFF_EVERY == 0:
+                    x0, y0 = 500000.0 + 1000.0 * k, 5000000.0
+                    _write_geotiff(tmp / split / "images" / f"{sid}.tif", img, gsd, x0, y0)
+                else:
+                    cv2.imwrite(
+                        str(tmp / split / "images" / f"{sid}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+                    )
                 (tmp / split / "labelTxt" / f"{sid}.txt").write_text(
-                    format_label_file(polys, names, diffs, "GoogleEarth", gsd)
+                    format_label_file(polys, names, diffs, sensor, gsd)
                 )
                 bar.update()
         bar.close()
+        (tmp / "patching.json").write_text(json.dumps({"patch_size": PATCH_SIZE, "gap": GAP}) + "\n")
         if root.exists():
             shutil.rmtree(root)
         os.replace(tmp, root)
