@@ -214,13 +214,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     dom = get_domain(a.domain, **opts)
     dom.verify(a.root)
     test = dom.load(a.root, a.split)
-    res = evaluate_external(dom, test, a.predictions, a.pred_format)
+    res = evaluate_external(dom, test, a.predictions, a.pred_format, a.saliency_maps)
     width = max(len(k) for k in res["metrics"])
     print(f"{a.domain} / {a.split}: {len(test)} samples, predictions {a.predictions}")
     for name, v in res["metrics"].items():
         arrow = "higher" if res["higher_is_better"][name] else "lower"
         tag = "  (primary)" if name == res["primary"] else ""
         print(f"  {name:{width}s} {v:.4f}   {arrow} is better; {res['impl'][name]}{tag}")
+    for name, why in res.get("skipped", {}).items():
+        print(f"  {name:{width}s} skipped: {why}")
     if a.json:
         atomic_write_json(a.json, {"domain": a.domain, "split": a.split, **res})
         print(f"wrote {a.json}")
@@ -304,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", help="dataset format option of the domain (e.g. pedestrian citypersons)")
     ev.add_argument("--pred-format", choices=["coco", "dota"], help="predictions format (default: detected)")
     ev.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
+    ev.add_argument(
+        "--saliency-maps", help="folder of <sample id>.png foreground maps (sonar saliency metrics)"
+    )
     ev.add_argument("--json", help="also write the results as JSON here")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -80,24 +80,26 @@ def evaluate_domain(
     test: DomainDataset,
     preds: Sequence[Prediction],
     class_counts: dict[str, int] | None = None,
+    skip: set[str] | None = None,
 ) -> dict[str, Any]:
     """Official metrics of ``preds`` on ``test``; with the pool's ``class_counts``, also the AP of
     head / middle / tail classes (``long_tail``)."""
     if len(preds) != len(test):
         raise ValueError(f"{len(preds)} predictions for {len(test)} test samples")
     results: dict[str, tuple[dict[str, Any], str]] = {}
-    for m in domain.metrics:
+    metrics_used = [m for m in domain.metrics if m.name not in (skip or set())]
+    for m in metrics_used:
         if m.protocol not in results:
             results[m.protocol] = get_protocol(m.protocol)[0](domain, test, preds)
-    metrics = {m.name: float(results[m.protocol][0][m.key]) for m in domain.metrics}
+    metrics = {m.name: float(results[m.protocol][0][m.key]) for m in metrics_used}
     primary = domain.metrics[0]
     per_class = results[primary.protocol][0].get("per_class", {})
     return {
         "metrics": metrics,
         "primary": primary.name,
-        "higher_is_better": {m.name: m.higher_is_better for m in domain.metrics},
+        "higher_is_better": {m.name: m.higher_is_better for m in metrics_used},
         "per_class": per_class,
-        "impl": {m.name: results[m.protocol][1] for m in domain.metrics},
+        "impl": {m.name: results[m.protocol][1] for m in metrics_used},
         "long_tail": long_tail(per_class, class_counts, _per_class_key(per_class)) if class_counts else {},
     }
 

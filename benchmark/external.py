@@ -139,10 +139,50 @@ def read_predictions(path: str | Path, test: DomainDataset, fmt: str | None = No
     raise SpecError(f"unknown predictions format {fmt!r}; use coco or dota")
 
 
-def evaluate_external(
-    domain: Domain, test: DomainDataset, path: str | Path, fmt: str | None = None
-) -> dict[str, Any]:
-    from benchmark.evaluation import evaluate_domain
+def attach_saliency_maps(preds: list[Prediction], test: DomainDataset, folder: str | Path) -> None:
+    """Read ``<folder>/<sample id>.png`` (grayscale, 0-255 = foreground probability) into each
+    prediction's ``dense["foreground"]`` for the saliency metrics (sonar)."""
+    from PIL import Image
 
+    folder = Path(folder)
+    for s, p in zip(test, preds, strict=True):
+        f = folder / f"{s.id}.png"
+        if not f.is_file():
+            raise AnnotationError(f, 0, f"no saliency map for sample {s.id}")
+        with Image.open(f) as im:
+            p.dense = {"foreground": np.asarray(im.convert("L"), np.float32) / 255.0}
+
+
+def evaluate_external(
+    domain: Domain,
+    test: DomainDataset,
+    path: str | Path,
+    fmt: str | None = None,
+    saliency_maps: str | Path | None = None,
+) -> dict[str, Any]:
+    """Official metrics of external predictions. Metrics that need dense maps (saliency) are computed
+    from ``saliency_maps`` (a folder of ``<id>.png``) and left out, with a note, without it."""
+    from benchmark.evaluation import evaluate_domain, get_protocol
+
+    scenes = getattr(test, "scenes", None)
+    is_task_files = (
+        (fmt or "") == "dota" or Path(path).is_dir() or Path(path).name.startswith(("Task1_", "Task2_"))
+    )
+    if is_task_files and scenes is not None and any(s.window is not None for s in test):
+        # DOTA submissions name whole scenes: score them against the scenes (the COCO metrics too)
+        test = DomainDataset(
+            test.domain, test.split, test.classes, scenes, test.version, test.report, test.options
+        )
+        test.scenes = scenes  # type: ignore[attr-defined]
     preds = read_predictions(path, test, fmt)
-    return evaluate_domain(domain, test, preds)
+    if saliency_maps is not None:
+        attach_saliency_maps(preds, test, saliency_maps)
+        return evaluate_domain(domain, test, preds)
+    dense = [m.name for m in domain.metrics if get_protocol(m.protocol)[1]]
+    if not dense:
+        return evaluate_domain(domain, test, preds)
+    if get_protocol(domain.metrics[0].protocol)[1]:
+        raise SpecError(f"{domain.name}'s primary metric needs saliency maps: pass --saliency-maps DIR")
+    res = evaluate_domain(domain, test, preds, skip=set(dense))
+    res["skipped"] = {n: "needs saliency maps (--saliency-maps DIR)" for n in dense}
+    return res

@@ -280,8 +280,16 @@ class DOTA(Domain):
     label_unit = "patch"
     splits = ("pool", "test")
     metrics = (
-        MetricSpec("mAP50", True, "coco", "AP50", "COCO AP at IoU 0.5 over horizontal boxes (Task2 boxes)"),
-        MetricSpec("mAP50-95", True, "coco", "AP", "COCO AP averaged over IoU 0.50:0.05:0.95"),
+        MetricSpec(
+            "mAP50",
+            True,
+            "dota_task2",
+            "mAP50",
+            "DOTA devkit Task2 (horizontal boxes) on merged full scenes, VOC07 11-point, IoU > 0.5; "
+            "Task2 until the detector emits polygons",
+        ),
+        MetricSpec("mAP50-95", True, "coco", "AP", "COCO AP over IoU 0.50:0.05:0.95, on patches"),
+        MetricSpec("mAP50-patch", True, "coco", "AP50", "COCO AP at IoU 0.5, on patches"),
     )
     default_options = {
         "version": "1.0",
