@@ -338,12 +338,30 @@ def charged_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+LONG_TAIL_NOTE = (
+    "Mean per-class AP of the head / middle / tail classes (terciles of the pool's class frequency, "
+    "benchmark.metrics.dota.class_groups), from the primary metric's per-class values."
+)
+
+
+def _long_tail_metrics(rec: dict[str, Any]) -> dict[str, float]:
+    """The record's head / middle / tail class AP as extra (non-primary, higher-is-better) metrics."""
+    lt = rec.get("long_tail") or {}
+    out = {}
+    for g in ("head", "middle", "tail"):
+        v = lt.get(g)
+        if v is not None and math.isfinite(float(v)):
+            out[f"{lt.get('metric', 'AP')} {g} classes"] = float(v)
+    return out
+
+
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (record, metric): the long table every statistic is computed from (timings as
     charged by ``charged_timing``)."""
     rows = []
     for rec, timing in zip(records, charged_timing(records), strict=True):
-        for name, value in rec["metrics"].items():
+        extra = _long_tail_metrics(rec)
+        for name, value in {**rec["metrics"], **extra}.items():
             rows.append(
                 {
                     "domain": rec["domain"],
@@ -360,7 +378,7 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                     "n_labelled_boxes": rec["n_labelled_boxes"],
                     "metric": name,
                     "value": float(value),
-                    "higher_is_better": bool(rec["higher_is_better"][name]),
+                    "higher_is_better": bool(rec["higher_is_better"].get(name, True)),
                     "primary": name == rec["primary_metric"],
                     "run_id": rec["run_id"],
                     "train_s": float(timing.get("train_s", float("nan"))),
@@ -434,7 +452,9 @@ def build_domain(domain: str, df: pd.DataFrame, specs: list[dict[str, Any]]) -> 
     methods = sorted(set(main["method"]) | {f"{s['trainer']}+{s['strategy']}" for s in dom_specs})
     first = df.drop_duplicates("metric")
     primary = [m for m in first["metric"] if bool(first[first["metric"] == m]["primary"].iloc[0])]
-    metrics = primary + sorted(m for m in first["metric"] if m not in primary)
+    # the official metrics in record order (primary first), then the derived long-tail groups
+    metrics = primary + [m for m in first["metric"] if m not in primary and not m.endswith(" classes")]
+    metrics += [m for m in first["metric"] if m.endswith(" classes")]
     hib = {m: bool(first[first["metric"] == m]["higher_is_better"].iloc[0]) for m in metrics}
     tracks = dict(zip(main["method"], main["track"], strict=False))
     present: dict[tuple[str, int], list[int]] = {}
@@ -662,6 +682,10 @@ def domain_markdown(board: DomainBoard, records: list[dict[str, Any]], dropped: 
         hib = board.hib[metric]
         tag = " (primary)" if metric == board.metrics[0] else ""
         lines += ["", f"## {metric}{tag} — {'higher' if hib else 'lower'} is better", ""]
+        if metric == "MAE":
+            lines += ["MAE is in [0, 1] here; papers often print MAE x 100.", ""]
+        if metric.endswith(" classes"):
+            lines += [LONG_TAIL_NOTE, ""]
         lines += [f"mean {PM} 95 % CI half-width (Student's t) (seeds); AUBC per seed, then the same.", ""]
         lines.append(f"| method | track | {b_cols} | AUBC |")
         lines.append("|---|---|" + "---|" * (len(board.budgets) + 1))

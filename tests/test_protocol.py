@@ -36,7 +36,8 @@ def test_tiny_matrix_end_to_end(tmp_path):
     for r in recs:
         assert r["n_labelled"] == [8, 16][r["round"]]
         assert 0.0 <= r["metrics"]["mAP50"] <= 1.0 and r["primary_metric"] == "mAP50"
-        assert r["metric_impl"]["mAP50"].startswith("coco-bbox (faster-coco-eval==")
+        assert r["metric_impl"]["mAP50"].startswith("DOTA devkit task2 v1.0")
+        assert r["metric_impl"]["mAP50-95"].startswith("coco-bbox (faster-coco-eval==")
         run = next((tmp_path / "a").rglob(r["run_id"]))
         rd = run / f"round{r['round']}"
         for f in ("labelled.ids", "acquired.ids", "predictions.json", "metrics.json", "record.json", "DONE"):
