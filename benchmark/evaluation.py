@@ -64,15 +64,25 @@ def needs_dense(domain: Domain) -> bool:
     return any(get_protocol(m.protocol)[1] for m in domain.metrics)
 
 
-def long_tail(per_class: dict[str, Any], class_counts: dict[str, int], key: str) -> dict[str, Any]:
+def long_tail(
+    per_class: dict[str, Any], class_counts: dict[str, int], key: str, primary: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """AP of head / middle / tail classes (terciles of the pool's class frequency; DOTA devkit
-    grouping of ``benchmark.metrics.dota.class_groups``) from per-class values ``per_class[c][key]``."""
+    grouping of ``benchmark.metrics.dota.class_groups``) from per-class values ``per_class[c][key]``;
+    with the devkit protocol's per-class final recall and positives (``primary``), also the pooled
+    recall of the tail classes (``tail_recall`` = sum TP / sum positives over the tail classes)."""
     from benchmark.metrics.dota import class_groups, group_ap
 
     counts = {c: n for c, n in class_counts.items() if n > 0}
     groups = class_groups(counts) if counts else {}
     ap = {c: float(v[key]) if float(v[key]) >= 0 else float("nan") for c, v in per_class.items() if key in v}
-    return {"metric": key, "groups": groups, **{f"{g}": v for g, v in group_ap(ap, groups).items()}}
+    out: dict[str, Any] = {"metric": key, "groups": groups, **group_ap(ap, groups)}
+    rec, npos = (primary or {}).get("per_class_recall"), (primary or {}).get("npos")
+    if rec and npos:
+        tail = [c for c, g in groups.items() if g == "tail" and npos.get(c, 0) > 0]
+        n = sum(npos[c] for c in tail)
+        out["tail_recall"] = sum(rec[c] * npos[c] for c in tail) / n if n else float("nan")
+    return out
 
 
 def evaluate_domain(
@@ -100,7 +110,11 @@ def evaluate_domain(
         "higher_is_better": {m.name: m.higher_is_better for m in metrics_used},
         "per_class": per_class,
         "impl": {m.name: results[m.protocol][1] for m in metrics_used},
-        "long_tail": long_tail(per_class, class_counts, _per_class_key(per_class)) if class_counts else {},
+        "long_tail": (
+            long_tail(per_class, class_counts, _per_class_key(per_class), results[primary.protocol][0])
+            if class_counts
+            else {}
+        ),
     }
 
 

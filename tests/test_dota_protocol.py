@@ -49,3 +49,25 @@ def test_empty_predictions_score_zero(dota_tiny_root):
         dom, ds, gt_predictions(ds, len(dom.classes), keep=lambda s: np.zeros(len(s.boxes), bool))
     )
     assert res["metrics"]["mAP50"] == 0.0
+
+
+def test_long_tail_groups_and_tail_recall(dota_tiny_root):
+    dom = DOTA()
+    pool = dom.load(dota_tiny_root, "pool")
+    ds = dom.load(dota_tiny_root, "test")
+    counts = dict(zip(dom.classes, (int(c) for c in pool.class_counts()), strict=True))
+    res = evaluate_domain(dom, ds, gt_predictions(ds, len(dom.classes)), class_counts=counts)
+    lt = res["long_tail"]
+    assert set(lt["groups"].values()) == {"head", "middle", "tail"}
+    assert lt["groups"]["small-vehicle"] == "head"
+    assert lt["head"] == pytest.approx(1.0) and lt["tail_recall"] == pytest.approx(1.0)
+    tail = {c for c, g in lt["groups"].items() if g == "tail"}
+    res = evaluate_domain(
+        dom,
+        ds,
+        gt_predictions(
+            ds, len(dom.classes), keep=lambda s: ~np.isin([dom.classes[k] for k in s.labels], list(tail))
+        ),
+        class_counts=counts,
+    )
+    assert res["long_tail"]["tail_recall"] == 0.0 and res["long_tail"]["head"] == pytest.approx(1.0)
