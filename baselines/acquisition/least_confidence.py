@@ -17,6 +17,8 @@ Hyper-parameters (defaults): ``aggregate = "max"``, ``min_score = 0.05``.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
 from baselines.base import QueryContext, ScoreStrategy, register_strategy
@@ -52,8 +54,9 @@ class _DetectionUncertainty(ScoreStrategy):
     hparams = {"aggregate": "max", "min_score": 0.05}
 
     @staticmethod
+    @abstractmethod
     def per_detection(class_probs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Uncertainty (higher = more uncertain) of each row of (N, C) class probabilities."""
 
     def __init__(self, **hp) -> None:
         super().__init__(**hp)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -36,3 +40,20 @@ def ensure_synthetic(domain: str, size: str = "small", seed: int = 0, progress: 
     DOMAINS.get(domain).synthesize(root, seed=seed, size=size, progress=progress)
     (root / ".complete").write_text("ok\n")
     return root
+
+
+@contextlib.contextmanager
+def atomic_tree(root: Path) -> Iterator[Path]:
+    """Write a dataset tree atomically: yields a temporary folder beside ``root`` that replaces
+    ``root`` when the block finishes, and is deleted if it raises (a reader never sees half a tree)."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        yield tmp
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -28,15 +28,14 @@ label file with the header only). Everything is drawn from one ``numpy.random.Ge
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from domains.synthetic.cache import atomic_tree
 
 SYNTH_CLASSES = (
     "small-vehicle",
@@ -374,9 +373,7 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
         raise SpecError(f"synthetic DOTA size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_tree(root) as tmp:
         rng = np.random.default_rng([seed, 0xD07A])
         total = preset.n_train + preset.n_val
         bar = tqdm(
@@ -408,10 +405,4 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
                 bar.update()
         bar.close()
         (tmp / "patching.json").write_text(json.dumps({"patch_size": PATCH_SIZE, "gap": GAP}) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root

@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from domains.synthetic.cache import atomic_tree
 
 WIDTH, HEIGHT = 192, 96
 BETAS = (0.005, 0.01, 0.02)
@@ -579,9 +578,7 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
         raise SpecError(f"synthetic foggy_cityscapes size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_tree(root) as tmp:
         rng = np.random.default_rng([seed, 0xF066])
         bar = tqdm(
             total=preset.n_train + preset.n_val,
@@ -615,10 +612,4 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
                 (dirs["gtFine"] / f"{fid}_gtFine_polygons.json").write_text(json.dumps(ann, indent=1) + "\n")
                 bar.update()
         bar.close()
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root

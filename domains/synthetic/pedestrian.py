@@ -25,15 +25,14 @@ differ between train and val. Everything comes from one ``numpy.random.Generator
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from domains.synthetic.cache import atomic_tree
 
 WIDTH, HEIGHT = 160, 128
 FAR_Y, NEAR_Y = 34.0, 128.0  # feet rows of the farthest and nearest walkers
@@ -351,9 +350,7 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
         raise SpecError(f"synthetic pedestrian size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_tree(root) as tmp:
         rng = np.random.default_rng([seed, 0x9ED])
         bar = tqdm(
             total=preset.n_train + preset.n_val,
@@ -382,10 +379,4 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
                 (d_ann / f"{fid}_gtBboxCityPersons.json").write_text(json.dumps(ann, indent=1) + "\n")
                 bar.update()
         bar.close()
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root

@@ -27,15 +27,14 @@ one image without targets. One ``numpy.random.Generator`` seeded by ``seed`` dra
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from domains.synthetic.cache import atomic_tree
 
 CLASSES = ("ship", "aircraft", "human")
 CLASS_P = np.array([0.45, 0.3, 0.25])
@@ -243,9 +242,7 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
         raise SpecError(f"synthetic sonar size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_tree(root) as tmp:
         for sub in ("JPEGImages", "Annotations", "masks", "ImageSets/Main"):
             (tmp / sub).mkdir(parents=True)
         rng = np.random.default_rng([seed, 0x50AA])
@@ -291,10 +288,4 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
         bar.close()
         (tmp / "classes.txt").write_text("\n".join(CLASSES) + "\n")
         (tmp / "groups.csv").write_text("\n".join(groups) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
