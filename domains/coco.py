@@ -285,22 +285,18 @@ class COCODomain(Domain):
     @classmethod
     def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
         """Synthetic DOTA-like scenes in COCO JSON (see the module docstring)."""
-        import os
-        import shutil
-        import tempfile
 
         import cv2
         from tqdm import tqdm
 
+        from domains.synthetic.cache import atomic_tree
         from domains.synthetic.dota import SYNTH_CLASSES, render_scene
 
         if size not in SYNTH_PRESETS:
             raise SpecError(f"synthetic coco size must be one of {', '.join(SYNTH_PRESETS)}, got {size!r}")
         n_train, n_val = SYNTH_PRESETS[size]
         root = Path(root)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
+        with atomic_tree(root) as tmp:
             (tmp / "images").mkdir()
             (tmp / "annotations").mkdir()
             rng = np.random.default_rng([seed, 0xC0C0])
@@ -350,10 +346,4 @@ class COCODomain(Domain):
                 }
                 (tmp / "annotations" / f"{split}.json").write_text(json.dumps(doc) + "\n")
             bar.close()
-            if root.exists():
-                shutil.rmtree(root)
-            os.replace(tmp, root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return root

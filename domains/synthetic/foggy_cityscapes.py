@@ -39,13 +39,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from domains.foggy_cityscapes import CLASS_LABEL_IDS
 from domains.synthetic.cache import atomic_tree
 
 WIDTH, HEIGHT = 192, 96
 BETAS = (0.005, 0.01, 0.02)
 DEPTH_K = 350.0  # metres x pixels: ground depth d = K / (y - horizon)
 SKY_DEPTH = 1e4
-# Cityscapes label ids (helpers/labels.py)
+# Cityscapes label ids (helpers/labels.py): the stuff classes drawn here, then the 8 detection classes
 LABEL_IDS = {
     "road": 7,
     "sidewalk": 8,
@@ -53,14 +54,7 @@ LABEL_IDS = {
     "pole": 17,
     "traffic sign": 20,
     "sky": 23,
-    "person": 24,
-    "rider": 25,
-    "car": 26,
-    "truck": 27,
-    "bus": 28,
-    "train": 31,
-    "motorcycle": 32,
-    "bicycle": 33,
+    **CLASS_LABEL_IDS,
 }
 # kind -> probability; "rider" draws a rider on a bicycle, "moto" a rider on a motorcycle
 KINDS = {
