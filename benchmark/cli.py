@@ -34,7 +34,17 @@ EPILOG = """examples:
 
 
 def _csv(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
+    """Comma-separated items; commas inside ``[...]`` (trainer hyper-parameters) do not split."""
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [x.strip() for x in out if x.strip()]
 
 
 def _kv(items: list[str], what: str) -> dict[str, str]:
@@ -106,6 +116,34 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     for d, p in written.items():
         print(f"{d}: {p}, {p.with_suffix('.csv')}, {Path(a.out) / 'curves' / f'{d}.png'}")
     print(f"overall: {Path(a.out) / 'overall.md'}")
+    return 0
+
+
+def cmd_ablate(a: argparse.Namespace) -> int:
+    import shlex
+
+    from benchmark.ablation import markdown, run_ablation, write_into_doc
+
+    res = run_ablation(
+        a.method,
+        domain=a.domain,
+        seeds=[int(x) for x in _csv(a.seeds)],
+        budget=a.budget,
+        matrix=a.matrix,
+        out=Path(a.out),
+        launcher=a.launcher,
+        workers=a.workers,
+        device=a.device,
+        progress=not a.quiet,
+        share_with=None if a.no_share else Path("runs") / a.matrix,
+    )
+    cmd = "labelbudget ablate " + " ".join(shlex.quote(x) for x in sys.argv[2:])
+    table = markdown(res, cmd.strip())
+    print(table)
+    doc = Path(a.doc) if a.doc else Path("docs") / "methods" / f"{a.method}.md"
+    if not a.no_doc:
+        write_into_doc(doc, table)
+        print(f"written into {doc}")
     return 0
 
 
@@ -291,6 +329,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep records whose method/strategy version differs from the registered code (archived runs)",
     )
     lb.set_defaults(func=cmd_leaderboard)
+
+    ab = sub.add_parser(
+        "ablate",
+        help="switch each component of a method off in turn and write the table into its doc",
+        description="Run supervised, the full method and the method with each component switched off "
+        "(Method.components) at one budget over several seeds, paired by seed; print the table and write it "
+        "into docs/methods/METHOD.md between the ablation markers.",
+    )
+    ab.add_argument("method", help="a registered method that declares components")
+    ab.add_argument("--domain", help="domain (default: the domain the method was designed for)")
+    ab.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    ab.add_argument("--budget", type=int, help="label budget (default: the matrix's smallest)")
+    ab.add_argument("--matrix", default="default", help="matrix whose schedule and detector to use")
+    ab.add_argument("--out", default="runs/ablation", help="runs folder (default runs/ablation)")
+    ab.add_argument("--doc", help="markdown file with the markers (default docs/methods/METHOD.md)")
+    ab.add_argument("--no-doc", action="store_true", help="print the table only")
+    ab.add_argument(
+        "--no-share",
+        action="store_true",
+        help="do not share runs/MATRIX/_cache (round-0 models, source checkpoints) with the matrix's runs",
+    )
+    ab.add_argument("--launcher", choices=["serial", "process"], default="process")
+    ab.add_argument("--workers", type=int, default=2)
+    ab.add_argument("--device", default="cpu")
+    ab.add_argument("--quiet", action="store_true", help="no progress bars")
+    ab.set_defaults(func=cmd_ablate)
 
     st = sub.add_parser("status", help="show finished and unfinished runs")
     st.add_argument("--runs", default="runs", help="runs folder (default runs)")

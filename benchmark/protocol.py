@@ -45,7 +45,8 @@ from benchmark.results import (
     read_ids,
     write_ids,
 )
-from benchmark.spec import SCHEMA_VERSION, Cell, DomainSetup, canonical_hash, seed_hash
+from benchmark.source import SourceCheckpoint, ensure_source_checkpoint, source_record
+from benchmark.spec import SCHEMA_VERSION, Cell, DomainSetup, canonical_hash, parse_trainer, seed_hash
 from benchmark.training import predict_all
 from domains.base import Domain, DomainDataset, SpecError, get_domain
 
@@ -108,21 +109,23 @@ def load_domain_data(setup: DomainSetup, progress: bool = True) -> DomainData:
 
 
 def initial_ids(pool: DomainDataset, budget: int, unit: str, seed: int) -> list[str]:
-    """The seed's initial labelled set: a random order of the pool (by ``seed_hash(seed, "init")``),
-    cut at the first budget (in images, or in boxes with the last image allowed to overshoot)."""
+    """The seed's initial labelled set: a random order of the pool's labelling units (by
+    ``seed_hash(seed, "init")``), cut at the first budget (in units, or in boxes with the last unit
+    allowed to overshoot); a unit brings all its samples (``DomainDataset.unit_members``)."""
     rng = np.random.default_rng(seed_hash(seed, "init"))
-    ids = sorted(pool.ids)
-    order = [ids[i] for i in rng.permutation(len(ids))]
+    members = pool.unit_members()
+    keys = sorted(members)
+    order = [keys[i] for i in rng.permutation(len(keys))]
     if unit == "images":
         if budget > len(order):
-            raise SpecError(f"first budget {budget} exceeds the pool's {len(order)} images")
-        return order[:budget]
+            raise SpecError(f"first budget {budget} exceeds the pool's {len(order)} labelling units")
+        return [sid for u in order[:budget] for sid in members[u]]
     out, boxes = [], 0
-    for sid in order:
+    for u in order:
         if boxes >= budget:
             break
-        out.append(sid)
-        boxes += pool.by_id(sid).num_objects
+        out.extend(members[u])
+        boxes += pool.by_id(members[u][0]).num_objects
     return out
 
 
@@ -148,22 +151,32 @@ def ensure_initial_split(out: Path, cell: Cell, pool: DomainDataset) -> list[str
 # ----------------------------------------------------------------------------------------- rounds
 
 
-def _new_detector_factory(cell: Cell, n_classes: int) -> Callable[[], torch.nn.Module]:
+def _new_detector_factory(
+    cell: Cell, n_classes: int, source: SourceCheckpoint | None = None
+) -> Callable[[], torch.nn.Module]:
+    """The run's ``new_detector``: the seed's initialisation, or with ``source`` the source
+    checkpoint's weights (``make.source`` then carries the checkpoint, its hash and its frozen
+    domain discriminator for source-free methods; never source samples)."""
     weights_seed = seed_hash(cell.seed, "weights")
+    state = source.detector_state() if source is not None else None
 
     def make() -> torch.nn.Module:
         # initialise under a private copy of the global RNG: the caller's state is untouched
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights_seed)
             model = build_detector(cell.detector, n_classes, **cell.detector_options)
+        if state is not None:
+            model.load_state_dict(state)
         return model.to(memory_format=torch.channels_last)
 
+    make.source = source  # type: ignore[attr-defined]
     return make
 
 
-def _round0_key(cell: Cell, init: list[str], trainer_version: str) -> str:
+def _round0_key(cell: Cell, init: list[str], trainer_version: str, source_sha: str | None = None) -> str:
     return canonical_hash(
         {
+            "source_checkpoint": source_sha,
             "domain": cell.domain.name,
             "options": cell.domain.options,
             "dataset": cell.dataset_version,
@@ -179,6 +192,14 @@ def _round0_key(cell: Cell, init: list[str], trainer_version: str) -> str:
         },
         24,
     )
+
+
+def _train_stats(method, cached: bool) -> dict[str, Any]:
+    """The trainer's own statistics of this round (``method.last_stats``: JSON scalars only)."""
+    stats = getattr(method, "last_stats", None)
+    if cached or not isinstance(stats, dict):
+        return {}
+    return {str(k): v for k, v in stats.items() if isinstance(v, bool | int | float | str) or v is None}
 
 
 def _peak_rss_mb() -> float:
@@ -203,7 +224,8 @@ def run_cell(
     """Run (or resume) one cell; returns its records, one per round."""
     if cell.dataset_version != data.version:
         raise SpecError(f"cell dataset version {cell.dataset_version!r} != loaded data {data.version!r}")
-    method = METHODS.get(cell.trainer)()
+    base, opts = parse_trainer(cell.trainer)
+    method = METHODS.get(base)(**opts)
     strategy = STRATEGIES.get(cell.strategy)()
     rd = RunDir(run_path(out, cell))
     atomic_write_json(rd.root / "spec.json", {"run_id": cell.run_id, **cell.canonical()})
@@ -211,7 +233,12 @@ def run_cell(
     classes = data.domain.classes
     n_rounds = len(cell.budgets)
     seeds = cell.seeds(n_rounds)
-    new_detector = _new_detector_factory(cell, len(classes))
+    src_ckpt = ensure_source_checkpoint(
+        cell, out, data, _new_detector_factory(cell, len(classes)), device, train_progress
+    )
+    new_detector = _new_detector_factory(cell, len(classes), src_ckpt)
+    src_sha = src_ckpt.sha256 if src_ckpt is not None else None
+    src_rec = source_record(src_ckpt)  # init + checkpoint hash; its cost goes to the (volatile) timing
     labelled: list[str] = list(ensure_initial_split(out, cell, pool))
     prev_state = None
     records: list[dict[str, Any]] = []
@@ -236,7 +263,7 @@ def run_cell(
         t0 = time.perf_counter()
         cache = None
         if r == 0 and not cell.warm_start:
-            cache = out / "_cache" / "round0" / _round0_key(cell, labelled, method.version())
+            cache = out / "_cache" / "round0" / _round0_key(cell, labelled, method.version(), src_sha)
         cached = cache is not None and (cache / "DONE").is_file()
         if cached:
             model = new_detector()
@@ -293,7 +320,7 @@ def run_cell(
                 cell.budgets[r + 1],
             )
         query_s = time.perf_counter() - t2
-        n_boxes = sum(pool.by_id(i).num_objects for i in labelled)
+        n_boxes = pool.unit_boxes(labelled)
         rec = {
             "schema_version": SCHEMA_VERSION,
             "run_id": cell.run_id,
@@ -317,6 +344,7 @@ def run_cell(
             "budget_unit": cell.budget_unit,
             "budget_target": target,
             "n_labelled": len(labelled),
+            "n_labelled_units": len({pool.unit_of(i) for i in labelled}),
             "n_labelled_boxes": n_boxes,
             "labelled_sha256": ids_sha256(labelled),
             "n_acquired": len(acquired),
@@ -333,11 +361,16 @@ def run_cell(
             "schedule": cell.canonical()["schedule"],
             "threads": cell.threads,
             "warm_start": cell.warm_start,
+            "init": src_rec["init"],
+            "source_checkpoint": src_rec["source_checkpoint"],
+            "train_stats": _train_stats(method, cached),
             "timing": {
                 "train_s": round(train_s, 3),
                 "eval_s": round(eval_s, 3),
                 "query_s": round(query_s, 3),
                 "round0_reused": bool(cached),
+                "source_train_s": src_rec["source_train_s"],
+                "source_reused": src_rec["source_reused"],
                 "peak_rss_mb": round(_peak_rss_mb(), 1),
                 "images_seen": 0 if cached else cell.schedule.iterations * cell.schedule.batch_size,
             },
@@ -405,33 +438,43 @@ def _query(
         cell.budget_unit,
     )
     lab_set = set(labelled)
-    if cell.budget_unit == "images":
+    members = pool.unit_members()
+    if cell.budget_unit == "images" and all(len(m) == 1 for m in members.values()):
         k = next_target - len(labelled)
         picks = strategy.select(qctx, k)
         _check_picks(strategy.name, picks, lab_set, {s.id for s in unl_samples}, k)
         return list(picks)
-    # boxes: reveal in the strategy's order until the round's box budget is spent
-    have = sum(pool.by_id(i).num_objects for i in labelled)
-    per_image = max(1.0, have / max(1, len(labelled)))
-    if unl_samples:  # what the model predicts per unlabelled image (oracle counts come on reveal)
-        from baselines.base import predicted_box_counts
+    # reveal in the strategy's order until the round's budget is spent: in labelling units (a unit's
+    # samples come together) or in boxes (the oracle's count is known only on reveal)
+    by_images = cell.budget_unit == "images"
+    have = len({pool.unit_of(i) for i in labelled}) if by_images else pool.unit_boxes(labelled)
+    per_pick = 1.0
+    if not by_images:
+        n_units = max(1, len({pool.unit_of(i) for i in labelled}))
+        per_pick = max(1.0, have / n_units)
+        if unl_samples:  # what the model predicts per unlabelled image (oracle counts come on reveal)
+            from baselines.base import predicted_box_counts
 
-        per_image = max(1.0, 0.5 * per_image + 0.5 * float(predicted_box_counts(qctx).mean()))
+            per_pick = max(1.0, 0.5 * per_pick + 0.5 * float(predicted_box_counts(qctx).mean()))
     acquired: list[str] = []
     remaining = list(unl_samples)
     while have < next_target and remaining:
-        k = max(1, math.ceil((next_target - have) / per_image))
+        k = max(1, math.ceil((next_target - have) / per_pick))
         qctx.unlabelled = remaining
         picks = strategy.select(qctx, min(k, len(remaining)))
         _check_picks(strategy.name, picks, lab_set | set(acquired), {s.id for s in remaining}, k)
         if not picks:
             break
+        taken = set(acquired)
         for sid in picks:
             if have >= next_target:
                 break
-            acquired.append(sid)
-            have += pool.by_id(sid).num_objects
-        taken = set(acquired)
+            if sid in taken:  # already revealed with its unit
+                continue
+            unit = [m for m in members[pool.unit_of(sid)] if m not in lab_set and m not in taken]
+            acquired.extend(unit)
+            taken.update(unit)
+            have += 1 if by_images else pool.by_id(sid).num_objects
         remaining = [s for s in remaining if s.id not in taken]
     return acquired
 

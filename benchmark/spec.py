@@ -5,6 +5,7 @@ A matrix (``benchmark/matrices/<name>.toml``)::
     name = "smoke"
     domains = ["dota"]
     methods = ["supervised+random", "supervised+entropy"]   # trainer[+strategy]
+    # a trainer may carry hyper-parameters: "eucl[contrastive=false]+eucl_uncertainty" (ablations)
     seeds = [0, 1]
     budget_unit = "images"          # or "boxes"
     budgets = [40, 80, 160]         # cumulative label budgets, one AL round each
@@ -172,6 +173,22 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_trainer(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``"name[k=v,k2=v2]"`` (values are TOML literals) -> (name, hyper-parameters)."""
+    name, sep, rest = spec.partition("[")
+    if not sep:
+        return spec, {}
+    if not rest.endswith("]"):
+        raise SpecError(f"method {spec!r}: expected 'name[key=value,...]'")
+    opts: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest[:-1].split(","))):
+        k, eq, v = part.partition("=")
+        if not eq or not k.strip():
+            raise SpecError(f"method {spec!r}: option {part!r} is not key=value")
+        opts[k.strip()] = parse_value(v.strip())
+    return name.strip(), opts
+
+
 def load_matrix(
     name_or_path: str,
     domains: list[str] | None = None,
@@ -261,9 +278,11 @@ def load_matrix(
     for setup in setups.values():
         for m in meth:
             trainer, _, strategy = m.partition("+")
-            if trainer not in METHODS:
-                raise SpecError(f"unknown method {trainer!r}; registered: {', '.join(METHODS.names())}")
-            strategy = strategy or METHODS.get(trainer).default_strategy
+            base, opts = parse_trainer(trainer)
+            if base not in METHODS:
+                raise SpecError(f"unknown method {base!r}; registered: {', '.join(METHODS.names())}")
+            METHODS.get(base)(**opts)  # validates the hyper-parameters
+            strategy = strategy or METHODS.get(base).default_strategy
             if strategy not in STRATEGIES:
                 raise SpecError(f"unknown strategy {strategy!r}; registered: {', '.join(STRATEGIES.names())}")
             for s in seed_list:

@@ -200,6 +200,11 @@ class TeacherStudentConfig:
     ``normalize_by_labelled``: the unlabelled classification loss is divided by at least the
     labelled batch's number of positives (scaled to the unlabelled batch size), so a batch with few
     pseudo-labels does not weigh its background many times more than a labelled batch does.
+    ``soft_background``: each background location of the unlabelled loss is weighted by the
+    teacher's background probability there, ``1 - max_c p_teacher(c)`` on the student's strong view
+    (Soft Teacher's reliability weighting of negatives), so objects the teacher half-sees but did
+    not pseudo-label are not taught as background; pseudo-label positives keep weight 1. Off by
+    default (hard background, as in Unbiased Teacher).
     """
 
     burn_in: float = 0.33
@@ -216,6 +221,7 @@ class TeacherStudentConfig:
     scale_jitter: tuple[float, float] = (0.8, 1.25)
     labelled_view: str = "flip"
     freeze_bn_on_unlabelled: bool = True
+    soft_background: bool = False
 
     def __post_init__(self) -> None:
         if self.labelled_view not in ("flip", "weak") or self.confidence not in ("cls", "score"):
@@ -321,6 +327,246 @@ def _apply_view(view, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, 
     return im, {**{k: v for k, v in target.items() if not isinstance(v, torch.Tensor)}, **out}
 
 
+@dataclass
+class Step:
+    """What the hooks of ``TeacherStudent`` see in one post-burn-in iteration.
+
+    ``weak``: the weak views of the unlabelled images (the teacher's input); ``pseudo``: the
+    teacher's targets on them; ``strong``: the strong views (the student's unlabelled input),
+    ``strong_targets`` the pseudo-labels carried into their geometry; ``batch``/``targets``: the
+    labelled batch; ``student_out``: the detector's ``last_outputs`` of the unlabelled forward pass
+    (features, flattened logits and the assignment, see ``FCOS.losses``) for extra losses that reuse it.
+    """
+
+    it: int
+    iterations: int
+    batch: Batch
+    targets: list[dict]
+    weak: list[torch.Tensor]
+    pseudo: list[dict]
+    strong: list[torch.Tensor]
+    strong_targets: list[dict]
+    ubatch: Batch
+    student_out: dict | None = None
+    labelled_out: dict | None = None
+
+
+class TeacherStudent:
+    """The shared mean-teacher loop (Unbiased-Teacher style) with hooks for the methods built on it.
+
+    ``fit`` runs the matrix's fixed schedule: iterations ``[0, burn_in)`` are supervised on the
+    labelled images (``labelled_view``; the same loss, optimiser and learning-rate schedule as
+    ``train_supervised``). At the end of burn-in ``init_teacher`` makes the teacher (a copy of the
+    student, of its EMA when the schedule has ``ema_decay``). Then each iteration draws
+    ``batch_size`` labelled and ``round(batch_size * unlabelled_ratio)`` unlabelled images; the
+    teacher labels a weak view of each unlabelled image (``make_pseudo_labels``), the strong view is
+    made from the weak one with the pseudo boxes carried into its geometry (``make_strong``), and the
+    student's loss is ``w_l(t) L_sup + w_u(t) L_unsup + sum(extra_losses)`` (``loss_weights``,
+    ``unsup_loss``, ``extra_losses``). After each step ``update_teacher`` (EMA with the scaled keep
+    rate). The returned model is ``final_model`` (the teacher, in eval mode, with the student kept in
+    ``committee_states`` for committee-based acquisition). Methods subclass and override hooks;
+    every random draw comes from ``self.gen``.
+    """
+
+    def __init__(
+        self,
+        cfg: TeacherStudentConfig,
+        schedule: Schedule,
+        gen: torch.Generator,
+        device: str = "cpu",
+        progress: ProgressFn | None = None,
+        stats: dict | None = None,
+    ) -> None:
+        from benchmark.augment import strong_view, weak_view
+
+        self.cfg, self.schedule, self.gen, self.device = cfg, schedule, gen, device
+        self.progress = progress
+        self.stats = stats if stats is not None else {}
+        self.weak = weak_view(gen, cfg.vertical_flip, cfg.scale_jitter)
+        self.strong = strong_view(gen)
+        self.teacher: torch.nn.Module | None = None
+        self.ema: ModelEMA | None = None
+        self.keep = 1.0
+
+    # ------------------------------------------------------------------ hooks (override these)
+    def setup(
+        self,
+        model: torch.nn.Module,
+        images: list[torch.Tensor],
+        targets: list[dict],
+        unlabelled: list[torch.Tensor],
+    ) -> None:
+        """Called once before the first iteration (e.g. to build banks or extra heads)."""
+
+    def extra_parameters(self) -> list[torch.nn.Parameter]:
+        """Trainable parameters besides the detector's (e.g. a projection head); optimised too."""
+        return []
+
+    def init_teacher(self, student: torch.nn.Module) -> torch.nn.Module:
+        import copy
+
+        teacher = copy.deepcopy(student)
+        if self.ema is not None:
+            self.ema.copy_to(teacher)
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    def update_teacher(self, student: torch.nn.Module, it: int) -> None:
+        update_teacher(self.teacher, student, self.keep)
+
+    def make_pseudo_labels(self, weak: list[torch.Tensor], it: int) -> list[dict]:
+        cfg = self.cfg
+        return pseudo_labels(self.teacher, weak, cfg.threshold, self.device, cfg.ignore_below, cfg.confidence)
+
+    def make_strong(
+        self, weak: list[torch.Tensor], pseudo: list[dict]
+    ) -> tuple[list[torch.Tensor], list[dict]]:
+        views = [
+            _apply_view(self.strong, im, {**pl, "cls_only": self.cfg.cls_only})
+            for im, pl in zip(weak, pseudo, strict=True)
+        ]
+        return [v[0] for v in views], [v[1] for v in views]
+
+    def unsup_loss(
+        self, student: torch.nn.Module, step: Step
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The student's loss on the strong views (default: focal classification loss only, with the
+        labelled batch's number of positives as the lower bound of its normaliser)."""
+        cfg, b_u = self.cfg, len(step.strong)
+        norm = getattr(student, "last_num_pos", 1.0) * b_u / self.schedule.batch_size
+        weights = self.background_weights(step) if cfg.soft_background else None
+        with frozen_bn_statistics(student) if cfg.freeze_bn_on_unlabelled else nullcontext():
+            ulosses = student.losses(
+                step.ubatch,
+                step.strong_targets,
+                weights=weights,
+                min_normalizer=norm if cfg.normalize_by_labelled else 1.0,
+            )
+        return (ulosses["cls"] if cfg.cls_only else sum(ulosses.values())), ulosses
+
+    @torch.no_grad()
+    def background_weights(self, step: Step) -> torch.Tensor:
+        """Per location of the strong views (B, L): 1 at the pseudo-labels' positive locations, else
+        the teacher's background probability there, ``1 - max_c sigmoid(logit_c)`` (``soft_background``)."""
+        self.teacher.losses(step.ubatch, step.strong_targets)
+        out = self.teacher.last_outputs
+        bg = 1.0 - torch.sigmoid(out["cls"]).amax(2)
+        return torch.where(out["labels"].to(bg.device) >= 0, torch.ones_like(bg), bg)
+
+    def extra_losses(self, student: torch.nn.Module, step: Step) -> dict[str, torch.Tensor]:
+        """Further weighted loss terms of a method (already multiplied by their weights)."""
+        return {}
+
+    def loss_weights(self, it: int) -> tuple[float, float]:
+        """(labelled weight, unlabelled weight) at iteration ``it``."""
+        return 1.0, self.cfg.unsup_weight_at(it, self.schedule.iterations)
+
+    def final_model(self, student: torch.nn.Module) -> torch.nn.Module:
+        student_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+        student.load_state_dict(self.teacher.state_dict())
+        student.committee_states = [student_state]  # the student, for committee-based acquisition
+        return student
+
+    # ------------------------------------------------------------------ the loop
+    def labelled_batch(
+        self, images: list[torch.Tensor], targets: list[dict]
+    ) -> tuple[list[torch.Tensor], list[dict]]:
+        idx = torch.randint(len(images), (self.schedule.batch_size,), generator=self.gen).tolist()
+        if self.cfg.labelled_view == "weak":
+            views = [_apply_view(self.weak, images[i], targets[i]) for i in idx]
+            return [v[0] for v in views], [v[1] for v in views]
+        return flip_batch(
+            [images[i] for i in idx], [targets[i] for i in idx], self.gen, self.cfg.vertical_flip
+        )
+
+    def fit(
+        self,
+        model: torch.nn.Module,
+        images: list[torch.Tensor],
+        targets: list[dict],
+        unlabelled: list[torch.Tensor],
+    ) -> torch.nn.Module:
+        if not images:
+            raise ValueError("no labelled images to train on")
+        cfg, schedule, gen, device = self.cfg, self.schedule, self.gen, self.device
+        model.to(device).train()
+        self.setup(model, images, targets, unlabelled)
+        opt = make_optimizer(model, schedule)
+        extra = [p for p in self.extra_parameters() if p.requires_grad]
+        if extra:
+            opt.add_param_group({"params": extra, "weight_decay": schedule.weight_decay})
+        self.ema = ModelEMA(model, schedule.ema_decay) if schedule.ema_decay > 0 else None
+        T = schedule.iterations
+        start = cfg.burn_in_iters(T) if unlabelled else T
+        self.keep = cfg.keep_rate(T)
+        n_u = len(unlabelled)
+        b_u = max(1, round(schedule.batch_size * cfg.unlabelled_ratio))
+        n_pseudo, n_unl_seen = 0, 0
+        for it in range(T):
+            for g in opt.param_groups:
+                g["lr"] = schedule.lr_at(it)
+            if it == start and self.teacher is None:
+                self.teacher = self.init_teacher(model)
+            ims, tg = self.labelled_batch(images, targets)
+            batch = make_batch(ims).to(device)
+            losses = model.losses(batch, tg)
+            labelled_out = getattr(model, "last_outputs", None)
+            l_sup = sum(losses.values())
+            logs = {k: float(v.detach()) for k, v in losses.items()}
+            loss = l_sup
+            if self.teacher is not None:
+                uidx = torch.randint(n_u, (b_u,), generator=gen).tolist()
+                no_boxes = torch.zeros((0, 4))
+                weak = [self.weak(unlabelled[i], no_boxes)[0] for i in uidx]
+                pls = self.make_pseudo_labels(weak, it)
+                n_pseudo += sum(int((~p["ignore"]).sum()) for p in pls)
+                n_unl_seen += len(pls)
+                strong, s_targets = self.make_strong(weak, pls)
+                step = Step(
+                    it,
+                    T,
+                    batch,
+                    tg,
+                    weak,
+                    pls,
+                    strong,
+                    s_targets,
+                    make_batch(strong).to(device),
+                    labelled_out=labelled_out,
+                )
+                u_loss, _ = self.unsup_loss(model, step)
+                step.student_out = getattr(model, "last_outputs", None)
+                w_l, w_u = self.loss_weights(it)
+                loss = w_l * l_sup + w_u * u_loss
+                logs["unsup"] = float(u_loss.detach())
+                for k, v in self.extra_losses(model, step).items():
+                    loss = loss + v
+                    logs[k] = float(v.detach())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + extra, schedule.grad_clip)
+            opt.step()
+            if self.teacher is not None:
+                self.update_teacher(model, it)
+            elif self.ema is not None:
+                self.ema.update(model)
+            if self.progress is not None and (it % 10 == 9 or it == T - 1):
+                self.progress(it + 1, T, logs)
+        self.stats["pseudo_per_image"] = n_pseudo / max(1, n_unl_seen)
+        self.stats["keep_rate"] = self.keep
+        self.stats["burn_in_iters"] = start
+        if self.teacher is None:  # no unlabelled images (or burn-in covers the schedule): supervised
+            if self.ema is not None:
+                self.ema.copy_to(model)
+            model.eval()
+            return model
+        out = self.final_model(model)
+        out.eval()
+        return out
+
+
 def train_teacher_student(
     model: torch.nn.Module,
     images: list[torch.Tensor],
@@ -333,96 +579,6 @@ def train_teacher_student(
     progress: ProgressFn | None = None,
     stats: dict | None = None,
 ) -> torch.nn.Module:
-    """Mean-teacher training (Unbiased-Teacher style) within the matrix's fixed schedule.
-
-    Iterations ``[0, burn_in)``: supervised on the labelled images (``labelled_view``; the same loss,
-    optimiser and learning-rate schedule as ``train_supervised``). Then each iteration draws
-    ``batch_size`` labelled and ``round(batch_size * unlabelled_ratio)`` unlabelled images; the EMA
-    teacher predicts on a weak view of each unlabelled image, detections scoring at least
-    ``threshold`` are kept, the strong view is made from the weak one with the pseudo boxes carried
-    into its geometry, and the student's loss is ``L_sup + w(t) * L_unsup``. The returned model is
-    the teacher (in eval mode). ``stats`` (optional) receives the mean pseudo-labels per image.
-    """
-    from benchmark.augment import strong_view, weak_view
-
-    if not images:
-        raise ValueError("no labelled images to train on")
-    model.to(device).train()
-    opt = make_optimizer(model, schedule)
-    ema = ModelEMA(model, schedule.ema_decay) if schedule.ema_decay > 0 else None
-    weak = weak_view(gen, cfg.vertical_flip, cfg.scale_jitter)
-    strong = strong_view(gen)
-    T = schedule.iterations
-    start = cfg.burn_in_iters(T) if unlabelled else T
-    keep = cfg.keep_rate(T)
-    n, n_u = len(images), len(unlabelled)
-    b_u = max(1, round(schedule.batch_size * cfg.unlabelled_ratio))
-    teacher: torch.nn.Module | None = None
-    n_pseudo, n_unl_seen = 0, 0
-    for it in range(T):
-        for g in opt.param_groups:
-            g["lr"] = schedule.lr_at(it)
-        if it == start and teacher is None:
-            import copy
-
-            teacher = copy.deepcopy(model)
-            if ema is not None:
-                ema.copy_to(teacher)
-            teacher.eval()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-        idx = torch.randint(n, (schedule.batch_size,), generator=gen).tolist()
-        if cfg.labelled_view == "weak":
-            views = [_apply_view(weak, images[i], targets[i]) for i in idx]
-            ims, tg = [v[0] for v in views], [v[1] for v in views]
-        else:
-            ims, tg = flip_batch([images[i] for i in idx], [targets[i] for i in idx], gen, cfg.vertical_flip)
-        batch = make_batch(ims).to(device)
-        losses = model.losses(batch, tg)
-        loss = sum(losses.values())
-        logs = {k: float(v.detach()) for k, v in losses.items()}
-        if teacher is not None:
-            uidx = torch.randint(n_u, (b_u,), generator=gen).tolist()
-            empty = {"boxes": torch.zeros((0, 4))}
-            wviews = [weak(unlabelled[i], empty["boxes"])[0] for i in uidx]
-            pls = pseudo_labels(teacher, wviews, cfg.threshold, device, cfg.ignore_below, cfg.confidence)
-            n_pseudo += sum(int((~p["ignore"]).sum()) for p in pls)
-            n_unl_seen += len(pls)
-            sviews = [
-                _apply_view(strong, im, {**pl, "cls_only": cfg.cls_only})
-                for im, pl in zip(wviews, pls, strict=True)
-            ]
-            ubatch = make_batch([v[0] for v in sviews]).to(device)
-            norm = getattr(model, "last_num_pos", 1.0) * b_u / schedule.batch_size
-            with frozen_bn_statistics(model) if cfg.freeze_bn_on_unlabelled else nullcontext():
-                ulosses = model.losses(
-                    ubatch, [v[1] for v in sviews], min_normalizer=norm if cfg.normalize_by_labelled else 1.0
-                )
-            w_u = cfg.unsup_weight_at(it, T)
-            u_loss = ulosses["cls"] if cfg.cls_only else sum(ulosses.values())
-            loss = loss + w_u * u_loss
-            logs["unsup"] = float(u_loss.detach())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip)
-        opt.step()
-        if teacher is not None:
-            update_teacher(teacher, model, keep)
-        elif ema is not None:
-            ema.update(model)
-        if progress is not None and (it % 10 == 9 or it == T - 1):
-            progress(it + 1, T, logs)
-    if stats is not None:
-        stats["pseudo_per_image"] = n_pseudo / max(1, n_unl_seen)
-        stats["keep_rate"] = keep
-        stats["burn_in_iters"] = start
-    if teacher is None:  # no unlabelled images (or burn-in covers the schedule): plain supervised
-        if ema is not None:
-            ema.copy_to(model)
-        model.eval()
-        return model
-    student_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(teacher.state_dict())
-    model.committee_states = [student_state]  # the student, for committee-based acquisition
-    model.eval()
-    return model
+    """Mean-teacher training with the default hooks (see ``TeacherStudent``). ``stats`` (optional)
+    receives the mean pseudo-labels per image, the keep rate and the burn-in length."""
+    return TeacherStudent(cfg, schedule, gen, device, progress, stats).fit(model, images, targets, unlabelled)

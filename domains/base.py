@@ -262,6 +262,27 @@ class DomainDataset(Sequence[Sample]):
     def __contains__(self, sid: object) -> bool:
         return sid in self._index
 
+    def unit_of(self, sid: str) -> str:
+        """The labelling unit of a sample: ``meta["unit"]`` when several samples share one annotation
+        (the three fog renderings of a Foggy Cityscapes frame under ``beta = "all"``), else its id.
+        Budgets count units and the protocol reveals a unit's samples together."""
+        return str(self.by_id(sid).meta.get("unit", sid))
+
+    def unit_members(self) -> dict[str, list[str]]:
+        """Unit -> its sample ids, in the dataset's order."""
+        out: dict[str, list[str]] = {}
+        for s in self.samples:
+            out.setdefault(str(s.meta.get("unit", s.id)), []).append(s.id)
+        return out
+
+    def unit_boxes(self, ids: list[str]) -> int:
+        """Annotated boxes of the units of ``ids``, each unit counted once (its samples share one
+        annotation, so labelling it costs its boxes once)."""
+        seen: dict[str, int] = {}
+        for sid in ids:
+            seen.setdefault(self.unit_of(sid), self.by_id(sid).num_objects)
+        return sum(seen.values())
+
     def image(self, sid: str) -> np.ndarray:
         """Pixels of one sample, decoded once and kept in memory (synthetic and patch datasets are
         small; a real DOTA patch is 3 MB)."""

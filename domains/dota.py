@@ -299,7 +299,7 @@ class DOTA(Domain):
         "iof_thr": 0.7,
         "source_sensor": None,
     }
-    synthetic_version = "2"
+    synthetic_version = "3"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

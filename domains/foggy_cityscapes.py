@@ -19,8 +19,9 @@ Fog protocol (option ``beta``, recorded in every record through the domain optio
     ``beta = "all"``: all three densities, as Adaptive Teacher, MTTrans and ALDI do (3 x 2975 train,
     3 x 500 val). With ``all`` each rendering is its own sample (``<frame>_beta0.005`` ...), the three
     share the frame's annotation and its group. The two protocols give numbers that are not
-    comparable; say which one you report. (The protocol reveals samples one by one: revealing the
-    three renderings of a frame together needs a group-wise reveal in ``benchmark/protocol.py``.)
+    comparable; say which one you report. With ``all`` a frame is one labelling unit: its renderings
+    carry ``meta["unit"] = frame``, budgets count frames (and a frame's boxes once), and the protocol
+    reveals the three renderings together.
 
 Format (the official layout, read as is)
     ``leftImg8bit/{train,val}/{city}/{city}_{seq}_{frame}_leftImg8bit.png``,
@@ -382,6 +383,8 @@ class FoggyCityscapes(Domain):
                             "frame": frame,
                             "beta": None if beta is None else float(beta),
                             "fog": beta is not None,
+                            # beta = "all": the three renderings share one annotation, one labelling unit
+                            **({"unit": frame} if len(images) > 1 else {}),
                         },
                         image_path=str(img),
                     )

@@ -18,15 +18,18 @@ def test_registered_with_unbiased_teacher_settings():
     cls = METHODS.get("mean_teacher")
     assert cls is MeanTeacher and cls.paradigm == "ssl" and cls.uses_unlabelled
     doc = sys.modules[cls.__module__].__doc__
-    assert "Unbiased Teacher" in doc and "threshold = 0.7" in doc
+    assert "Unbiased Teacher" in doc and "threshold = 0.5" in doc and "BBOX_THRESHOLD`` = 0.7" in doc
+    for key in cls.hparams:
+        assert f"{key} = " in doc, f"hyper-parameter {key} missing from the card"
     cfg = MeanTeacher().config()
-    assert cfg.threshold == 0.7 and cfg.cls_only and cfg.unsup_weight == 4.0
+    assert cfg.threshold == 0.5 and cfg.ignore_below == 0.3 and cfg.cls_only and cfg.unsup_weight == 4.0
+    assert not cfg.soft_background
     assert cfg.unlabelled_ratio == 1.0
     with pytest.raises(SpecError):
         MeanTeacher(bogus=1)
     with pytest.raises(SpecError):
         MeanTeacher(labelled_view="strong").config()
-    assert MeanTeacher(threshold=0.5).version() != MeanTeacher().version()
+    assert MeanTeacher(threshold=0.7).version() != MeanTeacher().version()
 
 
 class _Fixed(torch.nn.Module):
@@ -58,3 +61,60 @@ def test_pseudo_label_quality_counts_matches():
     q = pseudo_label_quality(_Fixed([pred]), [gt], [torch.zeros((3, 80, 80), dtype=torch.uint8)], 0.7)
     assert q["pseudo_per_image"] == 3
     assert q["precision"] == pytest.approx(1 / 3) and q["recall"] == pytest.approx(1 / 3)
+
+
+# ------------------------------------------------------------------------------ soft background
+
+
+def _tiny_fit(pool, **hp):
+    """Four iterations (two supervised, two teacher-student) on tiny synthetic DOTA images."""
+    from benchmark.detectors import build_detector
+    from benchmark.training import Schedule, TeacherStudent, sample_targets
+
+    samples = list(pool)[:6]
+    images = [torch.from_numpy(np.ascontiguousarray(pool.image(s.id).transpose(2, 0, 1))) for s in samples]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_detector("tiny_fcos_xs", len(pool.classes))
+    cfg = MeanTeacher(burn_in=0.5, threshold=0.05, ignore_below=0.01, **hp).config()
+    trainer = TeacherStudent(
+        cfg, Schedule(iterations=4, batch_size=2, warmup=1), torch.Generator().manual_seed(0)
+    )
+    out = trainer.fit(model, images[:3], [sample_targets(s) for s in samples[:3]], images[3:])
+    return trainer, out
+
+
+@pytest.fixture(scope="module")
+def tiny_pool(dota_tiny_root):
+    from domains.dota import DOTA
+
+    return DOTA().load(dota_tiny_root, "pool")
+
+
+def test_soft_background_weights_and_switch(tiny_pool):
+    on, m_on = _tiny_fit(tiny_pool, soft_background=True)
+    off, m_off = _tiny_fit(tiny_pool, soft_background=False)
+    # the switch changes the update: the students (kept as committee states) differ
+    s_on, s_off = m_on.committee_states[0], m_off.committee_states[0]
+    assert any(not torch.equal(s_on[k], s_off[k]) for k in s_on if s_on[k].dtype.is_floating_point)
+    # the weights: 1 at the pseudo-labels' positives, the teacher's background probability elsewhere
+    from benchmark.detectors.base import make_batch
+    from benchmark.training import Step
+
+    ims = [
+        torch.from_numpy(np.ascontiguousarray(tiny_pool.image(s.id).transpose(2, 0, 1)))
+        for s in list(tiny_pool)[:2]
+    ]
+    tg = [
+        {"boxes": torch.tensor([[20.0, 20.0, 60.0, 50.0]]), "labels": torch.tensor([1]), "cls_only": True}
+        for _ in ims
+    ]
+    ubatch = make_batch(ims)
+    step = Step(0, 4, ubatch, tg, ims, tg, ims, tg, ubatch)
+    w = on.background_weights(step)
+    out = on.teacher.last_outputs
+    bg = 1.0 - torch.sigmoid(out["cls"]).amax(2)
+    pos = out["labels"] >= 0
+    assert w.shape == pos.shape and pos.any() and (~pos).any()
+    assert torch.all(w[pos] == 1.0) and torch.allclose(w[~pos], bg[~pos])
+    assert float(w.min()) >= 0.0 and float(w[~pos].min()) < 1.0

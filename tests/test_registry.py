@@ -57,3 +57,15 @@ def test_builtins_are_discovered():
 
     assert "dota" in DOMAINS.names() and "supervised" in METHODS.names()
     assert {"random", "entropy"} <= set(STRATEGIES.names())
+
+
+def test_default_matrix_runs_every_registered_method_on_every_domain():
+    from baselines.base import METHODS
+    from benchmark.spec import load_matrix, parse_trainer
+
+    m = load_matrix("default")
+    trainers = {parse_trainer(c.trainer)[0] for c in m.cells}
+    assert trainers == set(METHODS.names())
+    assert set(m.domains) == {"dota", "sonar", "foggy_cityscapes", "pedestrian"}
+    per_domain = {(c.domain.name, parse_trainer(c.trainer)[0]) for c in m.cells}
+    assert len(per_domain) == 4 * len(trainers)

@@ -167,6 +167,12 @@ class FCOS(nn.Module):
         self.head = Head(cfg.fpn_channels, cfg.num_classes, cfg.head_convs, len(cfg.strides))
         self._loc_cache: dict[tuple, list[torch.Tensor]] = {}
 
+    def __getstate__(self):
+        # copies (deepcopy for a teacher, pickling) leave the last call's graph-attached tensors behind
+        state = self.__dict__.copy()
+        state.pop("last_outputs", None)
+        return state
+
     # ------------------------------------------------------------------------------ internals
     def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         c = self.backbone(x)
@@ -264,11 +270,16 @@ class FCOS(nn.Module):
         """FCOS losses. ``targets``: per image ``boxes`` (G, 4) xyxy, ``labels`` (G,), optional
         ``ignore`` (G,) bool and optional ``cls_only`` (bool): that image's boxes supervise the
         classification branch only (no box-regression or centre-ness loss: pseudo-labels in
-        Unbiased-Teacher-style training). ``weights``: optional per-image loss weights (B,).
+        Unbiased-Teacher-style training). ``weights``: optional loss weights, per image (B,) or per
+        location (B, L) in the flattened all-levels order of ``last_outputs["cls"]``.
         ``min_normalizer``: lower bound of the number of positives the classification loss is divided
         by (pseudo-labelled batches with few positives would otherwise weigh their background
-        heavily); ``self.last_num_pos`` keeps the (weighted) number of positives of the last call."""
-        _, _, cls, reg, ctr = self.raw(batch)
+        heavily); ``self.last_num_pos`` keeps the (weighted) number of positives of the last call and
+        ``self.last_outputs`` its intermediate tensors (graph attached) for methods that add losses on
+        them: ``backbone`` and ``fpn`` feature maps, flattened ``cls`` logits (B, L, C), ``ctr``
+        logits (B, L), decoded ``reg`` distances (B, L, 4), the assignment ``labels`` (B, L; -1
+        background, -2 ignored) and ``gt`` boxes (B, L, 4), ``locations`` (L, 2) and ``level`` (L,)."""
+        c_feats, p_feats, cls, reg, ctr = self.raw(batch)
         shapes = [tuple(c.shape[-2:]) for c in cls]
         locs = self.locations(shapes, cls[0].device)
         labels, gt = self.assign(targets, self.locations(shapes, torch.device("cpu")))
@@ -277,8 +288,23 @@ class FCOS(nn.Module):
         reg_f = self._flat(self._decode(reg))  # (B, L, 4)
         ctr_f = self._flat(ctr)[..., 0]  # (B, L)
         B, L, C = cls_f.shape
-        w_img = torch.ones(B, device=cls_f.device) if weights is None else weights.to(cls_f.device).float()
-        w_loc = w_img[:, None].expand(B, L)
+        if weights is None:
+            w_loc = torch.ones((B, L), device=cls_f.device)
+        elif weights.ndim == 2:
+            w_loc = weights.to(cls_f.device).float()
+        else:
+            w_loc = weights.to(cls_f.device).float()[:, None].expand(B, L)
+        self.last_outputs = {
+            "backbone": c_feats,
+            "fpn": p_feats,
+            "cls": cls_f,
+            "ctr": ctr_f,
+            "reg": reg_f,
+            "labels": labels,
+            "gt": gt,
+            "locations": torch.cat(locs, 0),
+            "level": torch.cat([torch.full((len(l_),), i) for i, l_ in enumerate(locs)]),
+        }
         valid = labels > -2
         pos = labels >= 0
         onehot = torch.zeros_like(cls_f)
