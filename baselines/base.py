@@ -69,6 +69,22 @@ class TrainContext:
     round: int = 0
     initial_state: dict[str, torch.Tensor] | None = None  # previous round's weights under warm_start
 
+    def start(
+        self, unlabelled: bool = True
+    ) -> tuple[torch.nn.Module, list[torch.Tensor], list[dict], list[torch.Tensor]]:
+        """What every trainer begins with: a fresh detector (with ``initial_state`` loaded under
+        warm start), the labelled images and their targets, and (unless ``unlabelled=False``) the
+        unlabelled images."""
+        from benchmark.training import sample_targets
+
+        model = self.new_detector()
+        if self.initial_state is not None:
+            model.load_state_dict(self.initial_state)
+        images = self.images.many([s.id for s in self.labelled])
+        targets = [sample_targets(s) for s in self.labelled]
+        rest = self.images.many([s.id for s in self.unlabelled]) if unlabelled else []
+        return model, images, targets, rest
+
 
 @dataclass
 class QueryContext:

@@ -125,7 +125,6 @@ from benchmark.training import (
     TeacherStudent,
     TeacherStudentConfig,
     frozen_bn_statistics,
-    sample_targets,
 )
 from domains.base import SpecError
 
@@ -397,12 +396,7 @@ class EUCL(Method):
         return EUCLTrainer(self.hp, self.config(), ctx.schedule, ctx.gen, ctx.device, ctx.progress)
 
     def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model = ctx.new_detector()
-        if ctx.initial_state is not None:
-            model.load_state_dict(ctx.initial_state)
-        images = ctx.images.many([s.id for s in ctx.labelled])
-        targets = [sample_targets(s) for s in ctx.labelled]
-        unlabelled = ctx.images.many([s.id for s in ctx.unlabelled])
+        model, images, targets, unlabelled = ctx.start()
         tr = self.trainer(ctx)
         out = tr.fit(model, images, targets, unlabelled)
         self.last_stats = tr.stats

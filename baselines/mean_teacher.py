@@ -77,7 +77,6 @@ from benchmark.training import (
     TeacherStudentConfig,
     detection_confidence,
     predict_all,
-    sample_targets,
     train_teacher_student,
 )
 
@@ -109,12 +108,7 @@ class MeanTeacher(Method):
         return TeacherStudentConfig(**self.hp)
 
     def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model = ctx.new_detector()
-        if ctx.initial_state is not None:
-            model.load_state_dict(ctx.initial_state)
-        images = ctx.images.many([s.id for s in ctx.labelled])
-        targets = [sample_targets(s) for s in ctx.labelled]
-        unlabelled = ctx.images.many([s.id for s in ctx.unlabelled])
+        model, images, targets, unlabelled = ctx.start()
         self.last_stats: dict = {}
         return train_teacher_student(
             model,

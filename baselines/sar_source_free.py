@@ -105,7 +105,6 @@ from benchmark.training import (
     TeacherStudentConfig,
     detection_confidence,
     predict_all,
-    sample_targets,
 )
 from domains.base import SpecError
 
@@ -337,10 +336,5 @@ class SARSourceFree(Method):
         )
 
     def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model = ctx.new_detector()
-        if ctx.initial_state is not None:
-            model.load_state_dict(ctx.initial_state)
-        images = ctx.images.many([s.id for s in ctx.labelled])
-        targets = [sample_targets(s) for s in ctx.labelled]
-        unlabelled = ctx.images.many([s.id for s in ctx.unlabelled])
+        model, images, targets, unlabelled = ctx.start()
         return self.trainer(ctx, images).fit(model, images, targets, unlabelled)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from baselines.base import Method, TrainContext, register_method
-from benchmark.training import sample_targets, train_supervised
+from benchmark.training import train_supervised
 
 
 @register_method("supervised")
@@ -26,11 +26,7 @@ class Supervised(Method):
     hparams = {"vertical_flip": True}
 
     def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model = ctx.new_detector()
-        if ctx.initial_state is not None:
-            model.load_state_dict(ctx.initial_state)
-        images = ctx.images.many([s.id for s in ctx.labelled])
-        targets = [sample_targets(s) for s in ctx.labelled]
+        model, images, targets, _ = ctx.start(unlabelled=False)
         return train_supervised(
             model, images, targets, ctx.schedule, ctx.gen, ctx.device, ctx.progress, self.hp["vertical_flip"]
         )

@@ -98,7 +98,6 @@ from benchmark.training import (
     TeacherStudentConfig,
     detection_confidence,
     predict_all,
-    sample_targets,
     update_teacher,
 )
 from domains.base import Sample, SpecError
@@ -399,11 +398,6 @@ class TripleEMA(Method):
         )
 
     def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model = ctx.new_detector()
-        if ctx.initial_state is not None:
-            model.load_state_dict(ctx.initial_state)
-        images = ctx.images.many([s.id for s in ctx.labelled])
-        targets = [sample_targets(s) for s in ctx.labelled]
-        unlabelled = ctx.images.many([s.id for s in ctx.unlabelled])
+        model, images, targets, unlabelled = ctx.start()
         self.last_stats: dict = {}
         return self.trainer(ctx, stats=self.last_stats).fit(model, images, targets, unlabelled)
