@@ -137,6 +137,35 @@ def predicted_box_counts(ctx: QueryContext, min_score: float = 0.3) -> np.ndarra
     return np.array([int((p.scores >= min_score).sum()) for p in ctx.predictions()], dtype=np.int64)
 
 
+_PROJECT_PACKAGES = ("benchmark", "baselines")
+_NOT_BEHAVIOUR = {"benchmark.registry", "benchmark.spec", "benchmark.results"}  # bookkeeping
+
+
+def _sources(cls: type) -> list[str]:
+    """Sources of ``cls``'s own module, its bases' modules and every project module they import
+    names from, transitively, in a stable order."""
+    mods: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        mod = inspect.getmodule(klass)
+        if mod is not None and mod.__name__.split(".")[0] in _PROJECT_PACKAGES:
+            mods[mod.__name__] = mod
+    todo = list(mods.values())
+    while todo:
+        for value in vars(todo.pop()).values():
+            dep = value if inspect.ismodule(value) else inspect.getmodule(value)
+            name = getattr(dep, "__name__", "")
+            if name.split(".")[0] in _PROJECT_PACKAGES and name not in _NOT_BEHAVIOUR | set(mods):
+                mods[name] = dep
+                todo.append(dep)
+    out = []
+    for name in sorted(mods):
+        try:
+            out.append(name + "\n" + inspect.getsource(mods[name]))
+        except (OSError, TypeError):
+            out.append(name)
+    return out
+
+
 class _Configurable:
     name: ClassVar[str] = "?"
     hparams: ClassVar[dict[str, Any]] = {}
@@ -152,12 +181,11 @@ class _Configurable:
 
     @classmethod
     def code_version(cls) -> str:
-        """Hash of the class's source and its defaults: a changed method makes old results stale."""
-        try:
-            src = inspect.getsource(inspect.getmodule(cls))  # type: ignore[arg-type]
-        except (OSError, TypeError):
-            src = cls.__qualname__
-        return hashlib.sha256(src.encode()).hexdigest()[:12]
+        """Hash of the code that decides what the class does: its module, the modules of its base
+        classes and the project modules (``benchmark.*``, ``baselines.*``) they import from, transitively, e.g. the
+        shared teacher-student loop, the detector and the augmentations. A change to any of them
+        makes old results stale (and gives resumed matrices a new run id, see ``Cell.canonical``)."""
+        return hashlib.sha256("\n".join(_sources(cls)).encode()).hexdigest()[:12]
 
     def version(self) -> str:
         payload = json.dumps({"code": self.code_version(), "hp": self.hp}, sort_keys=True, default=str)

@@ -235,10 +235,35 @@ def cmd_data(a: argparse.Namespace) -> int:
         if "label_unit" in dom.options and not a.patches:  # DESIGN §5: scenes, patches only on request
             dom = get_domain(a.domain, **{**opts, "label_unit": "image"})
         ds = dom.load(a.root, a.split)
-        atomic_write_json(a.out, gt_to_coco(list(ds), ds.classes))
-        print(f"wrote {len(ds)} images of {a.domain}/{a.split} to {a.out}")
+        coco = gt_to_coco(list(ds), ds.classes)
+        n_frames = _export_video_frames(ds, coco, Path(a.out))
+        atomic_write_json(a.out, coco)
+        extra = f" ({n_frames} video frames as JPEG files in {_frames_dir(Path(a.out))})" if n_frames else ""
+        print(f"wrote {len(ds)} images of {a.domain}/{a.split} to {a.out}{extra}")
         return 0
     raise SpecError(f"unknown data command {a.data_cmd!r}")
+
+
+def _frames_dir(out: Path) -> Path:
+    return out.with_name(out.stem + "_frames")
+
+
+def _export_video_frames(ds, coco: dict, out: Path) -> int:
+    """Samples whose pixels live inside a video (Caltech ``.seq`` frames) have no image file a COCO
+    reader could open: write each frame's JPEG bytes, unchanged, to ``<OUT stem>_frames/`` and point
+    the image entry's ``path`` there. Returns the number of frames written."""
+    from benchmark.results import atomic_write_bytes
+
+    n = 0
+    for s, im in zip(ds, coco["images"], strict=True):
+        frame = getattr(s, "frame_bytes", None)
+        if frame is None:
+            continue
+        dest = _frames_dir(out) / (s.id.replace("/", "__") + ".jpg")
+        atomic_write_bytes(dest, frame())
+        im["path"] = str(dest)
+        n += 1
+    return n
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:

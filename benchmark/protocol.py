@@ -134,7 +134,10 @@ def split_file(out: Path, domain: str, version: str, seed: int, budget: int, uni
 
 
 def ensure_initial_split(out: Path, cell: Cell, pool: DomainDataset) -> list[str]:
-    """Write (once) and read back the initial labelled ids of (domain, seed)."""
+    """Write (once) and read back the initial labelled ids of (domain, seed); a reference cell
+    labels the whole pool."""
+    if cell.reference:
+        return list(pool.ids)
     path = split_file(
         out, cell.domain.name, cell.dataset_version, cell.seed, cell.budgets[0], cell.budget_unit
     )
@@ -242,7 +245,10 @@ def run_cell(
     labelled: list[str] = list(ensure_initial_split(out, cell, pool))
     prev_state = None
     records: list[dict[str, Any]] = []
-    for r, target in enumerate(cell.budgets):
+    targets = list(cell.budgets)
+    if cell.reference:  # every labelling unit of the pool, in the run's budget unit
+        targets = [len({pool.unit_of(i) for i in pool.ids}) if cell.budget_unit == "images" else pool.unit_boxes(pool.ids)]
+    for r, target in enumerate(targets):
         if rd.round_done(r):
             rec = rd.read_record(r)
             saved = read_ids(rd.round_dir(r) / "labelled.ids")
@@ -361,6 +367,7 @@ def run_cell(
             "schedule": cell.canonical()["schedule"],
             "threads": cell.threads,
             "warm_start": cell.warm_start,
+            "reference": cell.reference,
             "init": src_rec["init"],
             "source_checkpoint": src_rec["source_checkpoint"],
             "train_stats": _train_stats(method, cached),

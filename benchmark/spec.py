@@ -40,6 +40,9 @@ DOMAIN_KEYS = {"root", "synthetic_size", "synthetic_seed", "budgets", "budget_un
 SCHEMA_VERSION = 1
 
 
+FULL_POOL = 0  # the budget of a reference cell: the whole pool (resolved once the data is loaded)
+
+
 def seed_hash(*parts: Any) -> int:
     """A 63-bit seed derived from the parts (e.g. ``seed_hash(seed, "train", round)``)."""
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
@@ -61,6 +64,7 @@ class DomainSetup:
     synthetic_seed: int = 0
     budgets: tuple[int, ...] = ()
     budget_unit: str = "images"
+    reference: bool = False  # also run the full-supervision reference (every pool image labelled)
 
     def data_label(self) -> dict[str, Any]:
         """What identifies the data in a run id (never an absolute path)."""
@@ -84,6 +88,8 @@ class Cell:
     threads: int = 1
     warm_start: bool = False
     dataset_version: str = ""  # filled in once the data is loaded
+    # the full-supervision reference of its domain: one round with the whole pool labelled
+    reference: bool = False
 
     @property
     def method(self) -> str:
@@ -91,13 +97,20 @@ class Cell:
 
     @property
     def budgets(self) -> tuple[int, ...]:
-        return self.domain.budgets
+        """The cumulative budgets; a reference cell has one round, ``FULL_POOL`` (every unit)."""
+        return (FULL_POOL,) if self.reference else self.domain.budgets
 
     @property
     def budget_unit(self) -> str:
         return self.domain.budget_unit
 
     def canonical(self) -> dict[str, Any]:
+        out = self._canonical()
+        if self.reference:  # only then: the run ids of ordinary cells do not change
+            out["reference"] = True
+        return out
+
+    def _canonical(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
             "domain": self.domain.name,
@@ -114,6 +127,18 @@ class Cell:
             "detector_options": self.detector_options,
             "threads": self.threads,
             "warm_start": self.warm_start,
+            # the code that produced the run: a changed method or strategy gets a new run id, so a
+            # resumed matrix recomputes it instead of keeping rounds of the old code
+            "versions": self.code_versions(),
+        }
+
+    def code_versions(self) -> dict[str, str]:
+        from baselines.base import METHODS, STRATEGIES
+
+        base, opts = parse_trainer(self.trainer)
+        return {
+            "trainer": METHODS.get(base)(**opts).version(),
+            "strategy": STRATEGIES.get(self.strategy)().version(),
         }
 
     @property
@@ -151,6 +176,12 @@ def find_matrix(name_or_path: str) -> Path:
             f"no matrix named {name_or_path!r}; built-in matrices: {known} (or give a .toml path)"
         )
     return p
+
+
+def _bool(v: Any, what: str) -> bool:
+    if not isinstance(v, bool):
+        raise SpecError(f"{what} must be true or false, got {v!r}")
+    return v
 
 
 def _int_list(v: Any, what: str) -> tuple[int, ...]:
@@ -218,6 +249,7 @@ def load_matrix(
         "budget_unit",
         "threads",
         "warm_start",
+        "reference",
         "detector",
         "schedule",
     }
@@ -239,6 +271,7 @@ def load_matrix(
     unit = str(raw.get("budget_unit", "images"))
     threads = int(raw.get("threads", 1))
     warm = bool(raw.get("warm_start", False))
+    top_reference = raw.get("reference", False)
     det = dict(raw.get("detector", {"name": "tiny_fcos"}))
     det_name = str(det.pop("name", "tiny_fcos"))
     if det_name not in PRESETS:
@@ -271,6 +304,7 @@ def load_matrix(
             int(table.get("synthetic_seed", 0)),
             b,
             u,
+            _bool(table.get("reference", top_reference), f"reference of {d}"),
         )
     for extra in set(data_roots or {}) - set(setups):
         raise SpecError(f"--data-root names domain {extra!r}, which is not in this run's domains")
@@ -287,6 +321,11 @@ def load_matrix(
                 raise SpecError(f"unknown strategy {strategy!r}; registered: {', '.join(STRATEGIES.names())}")
             for s in seed_list:
                 cells.append(Cell(name, setup, trainer, strategy, s, schedule, det_name, det, threads, warm))
+        if setup.reference:  # one full-supervision run per seed, the "% of reference" denominator
+            for s in seed_list:
+                cells.append(
+                    Cell(name, setup, "supervised", "random", s, schedule, det_name, det, threads, reference=True)
+                )
     return Matrix(name, tuple(cells), setups, str(path), str(raw.get("description", "")))
 
 

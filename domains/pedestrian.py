@@ -250,11 +250,8 @@ class SeqFrameSample(Sample):
     seq_offset: int = 0
     seq_size: int = 0
 
-    def read_image(self) -> np.ndarray:
-        from PIL import Image
-
-        from domains.base import _to_uint8_rgb
-
+    def frame_bytes(self) -> bytes:
+        """The frame's JPEG bytes, as stored in the video (what ``data export-coco`` writes out)."""
         path = Path(str(self.image_path))
         if not path.is_file():
             raise DatasetNotFoundError(f"video of sample {self.id} is missing: {path}")
@@ -263,6 +260,15 @@ class SeqFrameSample(Sample):
             data = f.read(self.seq_size)
         if len(data) != self.seq_size:
             raise AnnotationError(path, 0, f"truncated .seq file: frame of {self.id} is cut short")
+        return data
+
+    def read_image(self) -> np.ndarray:
+        from PIL import Image
+
+        from domains.base import _to_uint8_rgb
+
+        path = Path(str(self.image_path))
+        data = self.frame_bytes()
         try:
             with Image.open(io.BytesIO(data)) as im:
                 arr = _to_uint8_rgb(np.asarray(im))

@@ -402,3 +402,22 @@ def test_labelbudget_run_on_pedestrians(_private_cache, tmp_path):
     assert len(recs) == 4 and all(r["primary_metric"] == "MR-2 Reasonable" for r in recs)
     assert all(r["higher_is_better"]["MR-2 Reasonable"] is False for r in recs)
     assert all(0.0 <= r["metrics"]["MR-2 Reasonable"] <= 1.0 for r in recs)
+
+
+def test_caltech_export_coco_writes_frames_and_reimports(ct_root, tmp_path):
+    """A ``.seq`` frame has no image file: export-coco writes its JPEG bytes beside the JSON, and the
+    COCO adapter reads the same samples and the same pixels back."""
+    from domains.coco import COCODomain
+
+    out = tmp_path / "export" / "caltech_test.json"
+    assert main(["data", "export-coco", "pedestrian", str(ct_root), str(out), "--split", "test"]) == 0
+    frames = sorted((tmp_path / "export" / "caltech_test_frames").iterdir())
+    assert [f.name for f in frames] == ["set06_V000_I00029.jpg", "set06_V000_I00059.jpg"]
+    original = Pedestrian().load(ct_root, "test")
+    assert frames[0].read_bytes() == original[0].frame_bytes()  # bytes copied, not re-encoded
+    back = COCODomain(ann=str(out), test_ann=str(out)).load(tmp_path, "test")
+    assert back.ids == original.ids
+    for x, y in zip(original, back, strict=True):
+        np.testing.assert_allclose(x.boxes, y.boxes, atol=1e-6, rtol=0)
+        assert x.ignore.tolist() == y.ignore.tolist()
+        np.testing.assert_array_equal(x.read_image(), y.read_image())

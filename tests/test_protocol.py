@@ -137,3 +137,31 @@ def test_sigkill_then_resume_gives_identical_records(tmp_path):
     a = [strip_volatile(r) for r in records(ref)]
     b = [strip_volatile(r) for r in records(out)]
     assert len(a) == n_rounds_total and a == b
+
+
+def test_reference_key_runs_full_supervision_and_feeds_percent_of_reference(tmp_path):
+    """``reference = true`` adds one full-supervision run per seed (the whole pool labelled, one
+    round); ordinary cells keep their run ids, and the leaderboard reports % of the reference."""
+    toml = tmp_path / "m.toml"
+    base = (Path(__file__).parents[1] / "benchmark" / "matrices" / "tiny.toml").read_text()
+    one = base.replace('["supervised+random", "supervised+entropy"]', '["supervised+random"]')
+    toml.write_text(one.replace("[domains.dota]", "[domains.dota]\nreference = true"))
+    m = load_matrix(str(toml))
+    plain = load_matrix("tiny", methods=["supervised+random"])
+    refs = [c for c in m.cells if c.reference]
+    assert len(refs) == 1 and refs[0].trainer == "supervised"
+    assert [c.run_id for c in m.cells if not c.reference] == [c.run_id for c in plain.cells]
+    run_matrix(m, tmp_path / "runs", launcher="serial", progress=False)
+    recs = records(tmp_path / "runs")
+    ref = [r for r in recs if r.get("reference")]
+    assert len(ref) == 1 and ref[0]["n_rounds"] == 1 and ref[0]["n_acquired"] == 0
+    data = load_domain_data(refs[0].domain, progress=False)
+    assert ref[0]["n_labelled"] == len(data.pool) == ref[0]["budget_target"]
+    assert len([r for r in recs if not r.get("reference")]) == 2
+    written = write_leaderboards(tmp_path / "runs", tmp_path / "lb", quiet=True)
+    md = written["dota"].read_text()
+    assert "No full-supervision reference run" not in md
+    assert "pct_reference" in (tmp_path / "lb" / "dota.csv").read_text()
+    with pytest.raises(Exception, match="reference"):
+        toml.write_text(base.replace("[domains.dota]", '[domains.dota]\nreference = "yes"'))
+        load_matrix(str(toml))

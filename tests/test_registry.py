@@ -69,3 +69,25 @@ def test_default_matrix_runs_every_registered_method_on_every_domain():
     assert set(m.domains) == {"dota", "sonar", "foggy_cityscapes", "pedestrian"}
     per_domain = {(c.domain.name, parse_trainer(c.trainer)[0]) for c in m.cells}
     assert len(per_domain) == 4 * len(trainers)
+
+
+def test_code_version_covers_shared_code_and_changes_the_run_id(monkeypatch):
+    """A method's version covers the shared loop it runs (not just its own module), and a changed
+    version gives the cell a new run id, so resuming a matrix never keeps rounds of old code."""
+    import benchmark.training
+    from baselines.base import METHODS, _sources
+    from benchmark.spec import load_matrix
+
+    names = [s.split("\n", 1)[0] for s in _sources(METHODS.get("mean_teacher"))]
+    assert {"baselines.mean_teacher", "benchmark.training", "baselines.base"} <= set(names)
+    assert "benchmark.registry" not in names and "benchmark.spec" not in names
+
+    cell = load_matrix("tiny").cells[0]
+    before_v, before_id = cell.code_versions(), cell.run_id
+    src = _sources(METHODS.get(cell.trainer.split("[")[0]))
+    monkeypatch.setattr(
+        "baselines.base._sources", lambda cls: [*src, "# one changed line in the training loop"]
+    )
+    assert cell.code_versions()["trainer"] != before_v["trainer"]
+    assert cell.run_id != before_id
+    assert benchmark.training  # imported for the module list above
