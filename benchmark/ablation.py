@@ -15,8 +15,6 @@ hand-written numbers.
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
 import re
 from dataclasses import dataclass, replace

@@ -247,7 +247,11 @@ def run_cell(
     records: list[dict[str, Any]] = []
     targets = list(cell.budgets)
     if cell.reference:  # every labelling unit of the pool, in the run's budget unit
-        targets = [len({pool.unit_of(i) for i in pool.ids}) if cell.budget_unit == "images" else pool.unit_boxes(pool.ids)]
+        targets = [
+            len({pool.unit_of(i) for i in pool.ids})
+            if cell.budget_unit == "images"
+            else pool.unit_boxes(pool.ids)
+        ]
     for r, target in enumerate(targets):
         if rd.round_done(r):
             rec = rd.read_record(r)

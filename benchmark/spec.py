@@ -324,7 +324,18 @@ def load_matrix(
         if setup.reference:  # one full-supervision run per seed, the "% of reference" denominator
             for s in seed_list:
                 cells.append(
-                    Cell(name, setup, "supervised", "random", s, schedule, det_name, det, threads, reference=True)
+                    Cell(
+                        name,
+                        setup,
+                        "supervised",
+                        "random",
+                        s,
+                        schedule,
+                        det_name,
+                        det,
+                        threads,
+                        reference=True,
+                    )
                 )
     return Matrix(name, tuple(cells), setups, str(path), str(raw.get("description", "")))
 
