@@ -231,6 +231,7 @@ def run_cell(
     method = METHODS.get(base)(**opts)
     strategy = STRATEGIES.get(cell.strategy)()
     rd = RunDir(run_path(out, cell))
+    rd.clear_stale_temps()  # a killed run's unfinished temp files; its finished files stay
     atomic_write_json(rd.root / "spec.json", {"run_id": cell.run_id, **cell.canonical()})
     pool, test = data.pool, data.test
     classes = data.domain.classes

@@ -98,6 +98,15 @@ class RunDir:
     def round_dir(self, r: int) -> Path:
         return self.root / f"round{r}"
 
+    def clear_stale_temps(self) -> list[Path]:
+        """Remove the temp files a killed writer left behind (``.<name>.*.tmp`` of the atomic
+        writes; the real files are never half-written). Call when (re)starting the run, which owns
+        its folder. Returns what was removed."""
+        gone = [p for p in self.root.rglob(".*.tmp") if p.is_file()]
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
+
     def round_done(self, r: int) -> bool:
         return (self.round_dir(r) / "DONE").is_file()
 

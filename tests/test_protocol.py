@@ -165,3 +165,18 @@ def test_reference_key_runs_full_supervision_and_feeds_percent_of_reference(tmp_
     with pytest.raises(Exception, match="reference"):
         toml.write_text(base.replace("[domains.dota]", '[domains.dota]\nreference = "yes"'))
         load_matrix(str(toml))
+
+
+def test_restart_removes_a_killed_writers_temp_files(tmp_path):
+    """SIGKILL during an atomic write leaves ``.<name>.*.tmp``; restarting the run removes it and
+    keeps the finished files."""
+    from benchmark.results import RunDir, atomic_write_text
+
+    rd = RunDir(tmp_path / "run")
+    atomic_write_text(rd.round_dir(0) / "DONE", "ok\n")
+    stale = [rd.root / ".RUNNING.abc123.tmp", rd.round_dir(1) / ".record.json.x9.tmp"]
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("half")
+    assert sorted(rd.clear_stale_temps()) == sorted(stale)
+    assert not any(p.exists() for p in stale) and rd.round_done(0)
