@@ -23,6 +23,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,6 +216,36 @@ def _device_name(device: str) -> str:
     return "cpu"
 
 
+# cuBLAS needs a fixed workspace for deterministic results on CUDA >= 10.2; it is read when the
+# first cuBLAS handle is made, so it is set before any GPU work (an explicit user setting wins).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextmanager
+def deterministic(device: str):
+    """Same seed -> same numbers on a GPU too: inside the block, cuDNN and PyTorch use their
+    deterministic kernels (``torch.use_deterministic_algorithms``; an op without one raises rather
+    than silently varying); the previous settings come back afterwards. A no-op on the CPU, whose
+    kernels are deterministic already."""
+    if not str(device).startswith("cuda"):
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    prev = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        cudnn.deterministic,
+        cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
+        cudnn.deterministic, cudnn.benchmark = prev[2], prev[3]
+
+
 def run_cell(
     cell: Cell,
     out: Path,
@@ -224,7 +255,21 @@ def run_cell(
     on_round: RoundCallback | None = None,
     train_progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) one cell; returns its records, one per round."""
+    """Run (or resume) one cell; returns its records, one per round. On a GPU the cell runs with
+    deterministic kernels (``deterministic``), so a seed gives the same selections and metrics."""
+    with deterministic(device):
+        return _run_cell(cell, out, data, device, launcher, on_round, train_progress)
+
+
+def _run_cell(
+    cell: Cell,
+    out: Path,
+    data: DomainData,
+    device: str,
+    launcher: str,
+    on_round: RoundCallback | None,
+    train_progress: Callable[[int, int, dict[str, float]], None] | None,
+) -> list[dict[str, Any]]:
     if cell.dataset_version != data.version:
         raise SpecError(f"cell dataset version {cell.dataset_version!r} != loaded data {data.version!r}")
     base, opts = parse_trainer(cell.trainer)
