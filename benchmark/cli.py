@@ -26,7 +26,7 @@ from domains.base import LabelbudgetError, SpecError
 
 EPILOG = """examples:
   labelbudget run                       # the default matrix on the built-in synthetic data
-  labelbudget run smoke                 # a fast check (about a minute per domain on 2 cores)
+  labelbudget run smoke                 # a fast check (72-83 s per domain on 2 cores)
   labelbudget run --domains dota --methods supervised+entropy --budgets 50,100 --seeds 0
   labelbudget run --data-root dota=/data/DOTA --set dota.version=1.5
   labelbudget leaderboard --runs runs/default --out leaderboards
