@@ -42,3 +42,38 @@ def dota_tiny_root(_private_cache) -> Path:
     from domains.synthetic import ensure_synthetic
 
     return ensure_synthetic("dota", "tiny", 0, progress=False)
+
+
+def _train_context(
+    pool,
+    new_detector,
+    labelled: slice = slice(0, 8),
+    unlabelled: slice = slice(8, 16),
+    iterations: int = 4,
+    device: str = "cpu",
+):
+    """A ``TrainContext`` on a few pool samples with a short schedule, seeded with 0."""
+    import numpy as np
+    import torch
+
+    from baselines.base import ImageStore, TrainContext
+    from benchmark.training import Schedule
+
+    items = list(pool)
+    return TrainContext(
+        items[labelled],
+        items[unlabelled],
+        ImageStore(pool.image),
+        pool.classes,
+        new_detector,
+        Schedule(iterations=iterations, batch_size=2, warmup=1),
+        torch.Generator().manual_seed(0),
+        np.random.default_rng(0),
+        device=device,
+    )
+
+
+@pytest.fixture(scope="session")
+def make_train_context():
+    """Factory for the tests' common training set-up (see ``_train_context``)."""
+    return _train_context

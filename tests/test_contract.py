@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
+from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext
 from benchmark.detectors import build_detector
 from benchmark.leaderboard import load_records
 from benchmark.runner import run_matrix
 from benchmark.spec import load_matrix
-from benchmark.training import Schedule
 from domains.dota import DOTA
 
 
@@ -75,7 +74,7 @@ def test_strategy_contract(pool, name, score_thresh):
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_method_contract(pool, name):
+def test_method_contract(pool, name, make_train_context):
     method = METHODS.get(name)()
     assert method.default_strategy in STRATEGIES
     assert method.paradigm in ("supervised", "ssl", "sfda")
@@ -90,16 +89,7 @@ def test_method_contract(pool, name):
             return build_detector("tiny_fcos_xs", len(pool.classes))
 
     def ctx():
-        return TrainContext(
-            list(pool)[:8],
-            list(pool)[8:16],
-            ImageStore(pool.image),
-            pool.classes,
-            new_detector,
-            Schedule(iterations=4, batch_size=2, warmup=1),
-            torch.Generator().manual_seed(0),
-            np.random.default_rng(0),
-        )
+        return make_train_context(pool, new_detector)
 
     t0, n0 = rng_state()
     a = method.train(ctx())

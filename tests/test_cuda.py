@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
+from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext
 from benchmark.detectors import build_detector
 from benchmark.leaderboard import load_records
 from benchmark.runner import run_matrix
 from benchmark.spec import load_matrix
-from benchmark.training import Schedule
 from domains.dota import DOTA
 
 DEVICE = os.environ.get("LABELBUDGET_TEST_DEVICE", "cuda")  # "cpu" exercises the same checks here
@@ -40,18 +39,8 @@ def _detector(pool):
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_method_trains_on_cuda(pool, name):
-    ctx = TrainContext(
-        list(pool)[:8],
-        list(pool)[8:16],
-        ImageStore(pool.image),
-        pool.classes,
-        lambda: _detector(pool),
-        Schedule(iterations=6, batch_size=2, warmup=1),
-        torch.Generator().manual_seed(0),
-        np.random.default_rng(0),
-        device=DEVICE,
-    )
+def test_method_trains_on_cuda(pool, name, make_train_context):
+    ctx = make_train_context(pool, lambda: _detector(pool), iterations=6, device=DEVICE)
     model = METHODS.get(name)().train(ctx)
     assert not model.training
     assert all(p.device.type == torch.device(DEVICE).type for p in model.parameters())

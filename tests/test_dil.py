@@ -320,21 +320,12 @@ def test_rcr_feature_noise_component(data):
     assert not torch.allclose(on, updated(model, total))
 
 
-def test_train_is_deterministic_and_reports_the_bank(data, dota_tiny_root):
-    from baselines.base import ImageStore, TrainContext
-
+def test_train_is_deterministic_and_reports_the_bank(data, dota_tiny_root, make_train_context):
     pool = DOTA().load(dota_tiny_root, "pool")
 
     def ctx():
-        return TrainContext(
-            list(pool)[6:14],
-            list(pool)[14:30],
-            ImageStore(pool.image),
-            pool.classes,
-            lambda: new_model(len(pool.classes)),
-            Schedule(iterations=6, batch_size=2, warmup=1),
-            torch.Generator().manual_seed(0),
-            np.random.default_rng(0),
+        return make_train_context(
+            pool, lambda: new_model(len(pool.classes)), slice(6, 14), slice(14, 30), iterations=6
         )
 
     m = DIL()

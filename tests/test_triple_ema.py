@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from baselines.acquisition.tema_disagreement import TEMADisagreement
-from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
+from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext
 from baselines.triple_ema import (
     TripleEMA,
     TripleEMATrainer,
@@ -285,18 +285,9 @@ def test_ensemble_three_teachers_fused_by_wbf(pool):
     assert len(fused) and fused.max() == pytest.approx(alone.max() / 3, rel=0.05)
 
 
-def test_ensemble_fit_keeps_three_snapshots(pool):
+def test_ensemble_fit_keeps_three_snapshots(pool, make_train_context):
     C = len(pool.classes)
-    ctx = TrainContext(
-        list(pool)[:8],
-        list(pool)[8:16],
-        ImageStore(pool.image),
-        pool.classes,
-        lambda: new_detector(C),
-        Schedule(iterations=4, batch_size=2, warmup=1),
-        torch.Generator().manual_seed(0),
-        np.random.default_rng(0),
-    )
+    ctx = make_train_context(pool, lambda: new_detector(C))
     method = TripleEMA(mode="ensemble")
     model = method.train(ctx)
     assert not model.training and len(model.committee_states) == 3
