@@ -51,6 +51,11 @@ from benchmark.spec import SCHEMA_VERSION, Cell, DomainSetup, canonical_hash, pa
 from benchmark.training import predict_all
 from domains.base import Domain, DomainDataset, SpecError, get_domain
 
+# cuBLAS needs a fixed workspace for deterministic results on CUDA >= 10.2; it is read when the
+# first cuBLAS handle is made, so it is set before any GPU work (an explicit user setting wins).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
 RoundCallback = Callable[[Cell, int, dict[str, Any]], None]
 
 
@@ -214,11 +219,6 @@ def _device_name(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
     return "cpu"
-
-
-# cuBLAS needs a fixed workspace for deterministic results on CUDA >= 10.2; it is read when the
-# first cuBLAS handle is made, so it is set before any GPU work (an explicit user setting wins).
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @contextmanager
