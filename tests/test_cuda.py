@@ -96,12 +96,10 @@ def _tiny_records(out, methods):
     run_matrix(m, out, launcher="serial", device=DEVICE, progress=False)
     recs, problems = load_records(out)
     assert not problems, problems
-    ids = {
-        (json.loads(f.read_text())["method"], json.loads(f.read_text())["round"]): (
-            (f.parent / "acquired.ids").read_text()
-        )
-        for f in Path(out).rglob("record.json")
-    }
+    ids = {}
+    for f in Path(out).rglob("record.json"):
+        rec = json.loads(f.read_text())
+        ids[(rec["method"], rec["round"])] = (f.parent / "acquired.ids").read_text()
     return {(r["method"], r["round"]): {**r, "acquired": ids[(r["method"], r["round"])]} for r in recs}
 
 
