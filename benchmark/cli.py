@@ -229,13 +229,13 @@ def cmd_data(a: argparse.Namespace) -> int:
             bad += len(ds.report.problems)
         return 1 if bad else 0
     if a.data_cmd == "export-coco":
-        from benchmark.metrics.coco import gt_to_coco
+        from benchmark.metrics.coco import coco_category_ids, gt_to_coco
         from benchmark.results import atomic_write_json
 
         if "label_unit" in dom.options and not a.patches:  # DESIGN §5: scenes, patches only on request
             dom = get_domain(a.domain, **{**opts, "label_unit": "image"})
         ds = dom.load(a.root, a.split)
-        coco = gt_to_coco(list(ds), ds.classes)
+        coco = gt_to_coco(list(ds), ds.classes, category_ids=coco_category_ids(dom, len(ds.classes)))
         n_frames = _export_video_frames(ds, coco, Path(a.out))
         atomic_write_json(a.out, coco)
         extra = f" ({n_frames} video frames as JPEG files in {_frames_dir(Path(a.out))})" if n_frames else ""
@@ -275,6 +275,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.format:
         opts["format"] = a.format
     dom = get_domain(a.domain, **opts)
+    if "label_unit" in dom.options and not a.patches:  # whole scenes, as `data export-coco` writes them
+        dom = get_domain(a.domain, **{**opts, "label_unit": "image"})
     dom.verify(a.root)
     test = dom.load(a.root, a.split)
     res = evaluate_external(dom, test, a.predictions, a.pred_format, a.saliency_maps)
@@ -397,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
     ev.add_argument(
         "--saliency-maps", help="folder of <sample id>.png foreground maps (sonar saliency metrics)"
+    )
+    ev.add_argument(
+        "--patches",
+        action="store_true",
+        help="COCO results on patches (DOTA; the ids of `data export-coco --patches`), not whole scenes",
     )
     ev.add_argument("--json", help="also write the results as JSON here")
     ev.set_defaults(func=cmd_evaluate)

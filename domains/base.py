@@ -336,6 +336,8 @@ class Domain(ABC):
     classes: ClassVar[tuple[str, ...]] = ()
     box_type: ClassVar[str] = "hbb"  # "hbb" or "obb"
     label_unit: ClassVar[str] = "image"
+    # COCO category id of each class (a dataset read from a COCO file keeps the file's ids); None: label + 1
+    coco_category_ids: tuple[int, ...] | None = None
     splits: ClassVar[tuple[str, ...]] = ("pool", "test")
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     default_options: ClassVar[dict[str, Any]] = {}

@@ -171,6 +171,7 @@ class COCODomain(Domain):
                 path, 0, f"categories {list(names)} differ from the {other} split's {list(self.classes)}"
             )
         self.classes = names  # type: ignore[misc]
+        self.coco_category_ids = tuple(cat_ids)  # the file's ids (exports and results use them)
         cat_index = {c: k for k, c in enumerate(cat_ids)}
         report = LoadReport()
         images: dict[int, dict[str, Any]] = {}
@@ -203,6 +204,7 @@ class COCODomain(Domain):
             sample_ids.add(sid)
             win = im.get("window")
             images[im["id"]] = {
+                "coco_id": im["id"],
                 "sid": sid,
                 "w": w,
                 "h": h,
@@ -271,7 +273,7 @@ class COCODomain(Domain):
                     polygons=np.array(polys, np.float32)
                     if objs and all(p is not None for p in polys)
                     else None,
-                    meta={"source_file": path.name},
+                    meta={"source_file": path.name, "coco_id": rec["coco_id"]},
                     image_path=str(rec["path"]),
                     window=rec["window"],
                 )

@@ -30,7 +30,8 @@ def test_perfect_predictions_score_one(dota_tiny_root, tmp_path, capsys, by_samp
     ds = DOTA().load(dota_tiny_root, "test")
     p = tmp_path / "preds.json"
     p.write_text(json.dumps(perfect_coco(ds, by_sample_id)))
-    assert main(["evaluate", "dota", str(dota_tiny_root), str(p), "--json", str(tmp_path / "r.json")]) == 0
+    args = ["evaluate", "dota", str(dota_tiny_root), str(p), "--patches", "--json", str(tmp_path / "r.json")]
+    assert main(args) == 0
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["metrics"]["mAP50"] == pytest.approx(1.0) and res["metrics"]["mAP50-95"] == pytest.approx(1.0)
     assert "mAP50" in capsys.readouterr().out

@@ -9,8 +9,15 @@ Implementation: ``faster_coco_eval.COCOeval_faster`` (C++; bit-identical to pyco
 faster, measured in ``tests/perf``); ``backend="pycocotools"`` runs the reference implementation,
 and the tests check that both agree to 1e-9.
 
-Category ids are ``label + 1``; image ids are 1-based positions in the dataset, and the sample
-ids travel in the image's ``file_name``/``sample_id`` fields.
+Ids (``coco_image_ids``, ``coco_category_ids``): a dataset read from a COCO file keeps that file's
+image and category ids (so a results file written for it is matched by id, and the numbers equal
+``COCOeval`` on the original file); every other dataset numbers its images 1..N in split order and its
+categories ``label + 1``. ``labelbudget data export-coco`` writes the same ids, so export -> any detector
+-> ``labelbudget evaluate`` is a round trip. The sample ids travel in ``file_name``/``sample_id``.
+
+Only the 100 highest-scoring detections per image and category take part (COCO's ``maxDets`` 100, kept
+in the results' order on score ties, as ``COCOeval`` does), so a huge results file costs no more memory
+than the detections that can count.
 """
 
 from __future__ import annotations
@@ -36,12 +43,41 @@ def implementation(backend: str = "faster") -> str:
     return f"pycocotools=={_pkg_version('pycocotools')}"
 
 
-def gt_to_coco(samples: Sequence[Sample], classes: Sequence[str]) -> dict[str, Any]:
+MAX_DETS = 100
+
+
+def coco_image_ids(samples: Sequence[Sample]) -> list[Any]:
+    """COCO image ids of ``samples``: the source file's integer ids when every sample has a distinct
+    one (``meta["coco_id"]``, the ``coco`` domain), else 1..N in order."""
+    ids = [s.meta.get("coco_id") for s in samples]
+    if all(isinstance(i, int) and not isinstance(i, bool) for i in ids) and len(set(ids)) == len(ids):
+        return ids
+    return list(range(1, len(samples) + 1))
+
+
+def coco_category_ids(domain: Any, n_classes: int) -> list[int]:
+    """COCO category id of each class index: the source file's ids (``domain.coco_category_ids``, the
+    ``coco`` domain) or ``label + 1``."""
+    ids = getattr(domain, "coco_category_ids", None)
+    if ids is not None and len(ids) == n_classes:
+        return [int(i) for i in ids]
+    return list(range(1, n_classes + 1))
+
+
+def gt_to_coco(
+    samples: Sequence[Sample],
+    classes: Sequence[str],
+    image_ids: Sequence[Any] | None = None,
+    category_ids: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """COCO ground-truth dict: ``bbox`` xywh, ``area`` w*h, ``iscrowd`` 1 only for ignore regions,
-    ``difficult`` kept as an extra field, oriented polygons in ``segmentation``."""
+    ``difficult`` kept as an extra field, oriented polygons in ``segmentation``. Image ids default to
+    ``coco_image_ids(samples)``, category ids to ``label + 1``."""
     images, anns = [], []
     aid = 1
-    for i, s in enumerate(samples, start=1):
+    image_ids = coco_image_ids(samples) if image_ids is None else list(image_ids)
+    cat_ids = list(range(1, len(classes) + 1)) if category_ids is None else list(category_ids)
+    for i, s in zip(image_ids, samples, strict=True):
         images.append(
             {
                 "id": i,
@@ -62,7 +98,7 @@ def gt_to_coco(samples: Sequence[Sample], classes: Sequence[str]) -> dict[str, A
             ann = {
                 "id": aid,
                 "image_id": i,
-                "category_id": int(s.labels[j]) + 1,
+                "category_id": cat_ids[int(s.labels[j])],
                 "bbox": [x1, y1, w, h],
                 "area": w * h,
                 "iscrowd": int(bool(s.ignore[j])),
@@ -72,19 +108,40 @@ def gt_to_coco(samples: Sequence[Sample], classes: Sequence[str]) -> dict[str, A
                 ann["segmentation"] = [[float(v) for v in s.polygons[j]]]
             anns.append(ann)
             aid += 1
-    cats = [{"id": k + 1, "name": n} for k, n in enumerate(classes)]
+    cats = [{"id": c, "name": n} for c, n in zip(cat_ids, classes, strict=True)]
     return {"images": images, "annotations": anns, "categories": cats}
 
 
-def predictions_to_coco(preds: Sequence[Prediction], image_ids: Sequence[Any]) -> list[dict[str, Any]]:
-    """COCO results list (``bbox`` xywh) for predictions aligned with ``image_ids``."""
+def top_k_per_class(p: Prediction, k: int = MAX_DETS) -> np.ndarray:
+    """Indices of the ``k`` highest-scoring detections of each class of ``p`` (stable on ties), in their
+    original order."""
+    if len(p) <= k:
+        return np.arange(len(p))
+    keep = []
+    labels = np.asarray(p.labels)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep.append(idx[np.argsort(-np.asarray(p.scores)[idx], kind="stable")[:k]])
+    return np.sort(np.concatenate(keep))
+
+
+def predictions_to_coco(
+    preds: Sequence[Prediction],
+    image_ids: Sequence[Any],
+    category_ids: Sequence[int] | None = None,
+    max_dets: int | None = None,
+) -> list[dict[str, Any]]:
+    """COCO results list (``bbox`` xywh) for predictions aligned with ``image_ids``; with ``max_dets``
+    only the top ``max_dets`` per image and class."""
     out = []
     for iid, p in zip(image_ids, preds, strict=True):
-        for b, s, lab in zip(p.boxes.tolist(), p.scores.tolist(), p.labels.tolist(), strict=True):
+        sel = top_k_per_class(p, max_dets) if max_dets is not None else slice(None)
+        boxes, scores, labels = p.boxes[sel], p.scores[sel], p.labels[sel]
+        for b, s, lab in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True):
             out.append(
                 {
                     "image_id": iid,
-                    "category_id": int(lab) + 1,
+                    "category_id": int(lab) + 1 if category_ids is None else int(category_ids[int(lab)]),
                     "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
                     "score": float(s),
                 }
@@ -146,13 +203,19 @@ def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]], backend: str = "fas
 @register_protocol("coco")
 def coco_protocol(domain, test, preds) -> tuple[dict[str, Any], str]:
     """The ``coco`` metric protocol: COCO box AP of a domain's test split."""
-    return evaluate_predictions(list(test), domain.classes, preds), f"coco-bbox ({implementation()})"
+    cats = coco_category_ids(domain, len(domain.classes))
+    res = evaluate_predictions(list(test), domain.classes, preds, category_ids=cats)
+    return res, f"coco-bbox ({implementation()})"
 
 
 def evaluate_predictions(
-    samples: Sequence[Sample], classes: Sequence[str], preds: Sequence[Prediction], backend: str = "faster"
+    samples: Sequence[Sample],
+    classes: Sequence[str],
+    preds: Sequence[Prediction],
+    backend: str = "faster",
+    category_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """COCO stats of ``preds`` (aligned with ``samples``) against the samples' ground truth."""
-    gt = gt_to_coco(samples, classes)
-    dets = predictions_to_coco(preds, [im["id"] for im in gt["images"]])
+    gt = gt_to_coco(samples, classes, category_ids=category_ids)
+    dets = predictions_to_coco(preds, [im["id"] for im in gt["images"]], category_ids, max_dets=MAX_DETS)
     return evaluate(gt, dets, backend)

@@ -51,6 +51,8 @@ __all__ = [
     "class_groups",
     "group_ap",
     "tail_recall",
+    "ClassDetections",
+    "scene_detections",
 ]
 
 _EPS = np.finfo(np.float64).eps
@@ -363,22 +365,68 @@ def _class_index(key: Any, classes: Sequence[str]) -> int:
     return int(key)
 
 
+class ClassDetections:
+    """Detections of one class as arrays (the memory-lean form of ``dets`` values): ``images``,
+    positions (K,) into ``list(gt)``; ``scores`` (K,); ``geometry`` (K, 4) xyxy boxes or (K, 8) polygons."""
+
+    __slots__ = ("images", "scores", "geometry")
+
+    def __init__(self, images: Any, scores: Any, geometry: Any):
+        self.images = np.asarray(images, dtype=np.int64).reshape(-1)
+        self.scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        self.geometry = np.asarray(geometry, dtype=np.float64).reshape(len(self.images), -1)
+        if len(self.scores) != len(self.images):
+            raise ValueError(f"{len(self.scores)} scores for {len(self.images)} detections")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _as_class_arrays(lst: Any, image_pos: Mapping[Any, int], task: str) -> ClassDetections:
+    """Tuples ``(image_id, score, geometry)`` (or a ``ClassDetections``) -> arrays in the task's form."""
+    if isinstance(lst, ClassDetections):
+        if lst.images.size and (lst.images.min() < 0 or lst.images.max() >= len(image_pos)):
+            raise ValueError("detections on an image index outside the ground truth")
+        return ClassDetections(lst.images, lst.scores, _geometry(lst.geometry, task))
+    lst = list(lst)
+    images = np.empty(len(lst), dtype=np.int64)
+    for k, d in enumerate(lst):
+        if d[0] not in image_pos:
+            raise ValueError(f"detection on image {d[0]!r}, which is not in the ground truth")
+        images[k] = image_pos[d[0]]
+    scores = np.array([float(d[1]) for d in lst], dtype=np.float64)
+    rows = [np.asarray(d[2], dtype=np.float64).ravel() for d in lst]
+    if not rows:
+        geo = np.zeros((0, 8 if task == "task1" else 4))
+    elif len({r.size for r in rows}) == 1:
+        geo = _geometry(np.stack(rows), task)
+    else:  # boxes and polygons mixed
+        geo = np.concatenate([_geometry(r, task) for r in rows])
+    return ClassDetections(images, scores, geo)
+
+
+_PAIRS_AT_ONCE = 1 << 20  # IoU entries computed at once: bounds memory whatever the submission's size
+
+
 def _match_data(
     gt: Mapping[Any, Mapping[str, Any]],
-    dets: Mapping[Any, Sequence[tuple[Any, float, Any]]],
+    dets: Mapping[Any, Any],
     classes: Sequence[str],
     task: str,
     version: str,
     plus_one: bool,
 ) -> list[_ClassMatches]:
+    """Each detection's best-IoU ground truth of its class and image (the devkit's per-detection loop,
+    done per (class, image) in bounded chunks: memory O(detections + ground truth))."""
     _check(task, version)
     n_cls = len(classes)
     use_difficult = version == "1.0"
-    # ground truth per image: geometry, labels and each object's id within its class
-    gt_img: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    image_pos = {image_id: k for k, image_id in enumerate(gt)}
+    # ground truth per (image, class): geometry and the objects' ids within their class
+    gt_cls: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     diff_flags: list[list[np.ndarray]] = [[] for _ in range(n_cls)]
     offsets = np.zeros(n_cls, dtype=np.int64)
-    for image_id, rec in gt.items():
+    for pos, (image_id, rec) in enumerate(gt.items()):
         geo = _gt_geometry(rec, task)
         labels = np.asarray(rec.get("labels", np.zeros(0)), dtype=np.int64).reshape(-1)
         if labels.shape[0] != geo.shape[0]:
@@ -389,60 +437,53 @@ def _match_data(
         if diff is None or not use_difficult:
             diff = np.zeros(labels.shape[0], dtype=bool)
         diff = np.asarray(diff).astype(bool).reshape(-1)
-        ids = np.zeros(labels.shape[0], dtype=np.int64)
         for c in np.unique(labels):
             sel = labels == c
             k = int(sel.sum())
-            ids[sel] = np.arange(offsets[c], offsets[c] + k)
+            gt_cls[(pos, int(c))] = (geo[sel], np.arange(offsets[c], offsets[c] + k))
             diff_flags[c].append(diff[sel])
             offsets[c] += k
-        gt_img[image_id] = (geo, labels, ids)
-    dets_by_cls: dict[int, list[tuple[Any, float, Any]]] = {}
+    per_cls: dict[int, list[Any]] = {}
     for key, lst in dets.items():
         c = _class_index(key, classes)
         if not 0 <= c < n_cls:
             raise ValueError(f"detections for class {key!r} outside the {n_cls} classes")
-        dets_by_cls.setdefault(c, []).extend(lst)
-    # per class: detections in stable descending score order; per image: (class, rank) of its detections
-    sorted_dets: list[list[tuple[Any, float, Any]]] = []
-    by_image: dict[Any, list[tuple[int, int]]] = {}
-    for c in range(n_cls):
-        lst = dets_by_cls.get(c, [])
-        scores = np.array([float(d[1]) for d in lst], dtype=np.float64)
-        ordered = [lst[i] for i in np.argsort(-scores, kind="stable")]
-        sorted_dets.append(ordered)
-        for rank, d in enumerate(ordered):
-            by_image.setdefault(d[0], []).append((c, rank))
-    ovmax = [np.full(len(d), -np.inf) for d in sorted_dets]
-    jmax = [np.full(len(d), -1, dtype=np.int64) for d in sorted_dets]
-    for image_id, entries in by_image.items():
-        if image_id not in gt_img:
-            raise ValueError(f"detection on image {image_id!r}, which is not in the ground truth")
-        g, gl, gid = gt_img[image_id]
-        if g.shape[0] == 0:
-            continue
-        rows = [np.asarray(sorted_dets[c][r][2], dtype=np.float64).ravel() for c, r in entries]
-        if len({r.size for r in rows}) == 1:
-            geo = _geometry(np.stack(rows), task)
-        else:  # boxes and polygons mixed
-            geo = np.concatenate([_geometry(r, task) for r in rows])
-        dl = np.array([c for c, _ in entries], dtype=np.int64)
-        if task == "task1":
-            iou = _poly_iou_matrix(_as_quads(geo), _as_quads(g), dl, gl)
-        else:
-            iou = hbb_iou(geo, g, plus_one=plus_one)
-        # only ground truth of the detection's class counts; argmax keeps the first on ties
-        iou = np.where(dl[:, None] == gl[None, :], iou, -np.inf)
-        best = np.argmax(iou, axis=1)
-        best_iou = iou[np.arange(len(entries)), best]
-        for k, (c, r) in enumerate(entries):
-            if best_iou[k] > -np.inf:
-                ovmax[c][r] = best_iou[k]
-                jmax[c][r] = gid[best[k]]
+        per_cls.setdefault(c, []).append(lst)
     out = []
     for c in range(n_cls):
+        parts = [_as_class_arrays(lst, image_pos, task) for lst in per_cls.get(c, [])]
+        width = 8 if task == "task1" else 4
+        images = np.concatenate([p.images for p in parts]) if parts else np.zeros(0, np.int64)
+        scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+        geo = np.concatenate([p.geometry for p in parts]) if parts else np.zeros((0, width))
+        # detections in stable descending score order (ties keep the order they were given in)
+        order = np.argsort(-scores, kind="stable")
+        images, geo = images[order], geo[order]
+        ovmax = np.full(len(order), -np.inf)
+        jmax = np.full(len(order), -1, dtype=np.int64)
+        by_image = np.argsort(images, kind="stable")
+        starts = (
+            np.flatnonzero(np.r_[True, images[by_image][1:] != images[by_image][:-1]]) if len(images) else []
+        )
+        bounds = list(starts) + [len(images)]
+        for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+            rows = by_image[s:e]
+            g = gt_cls.get((int(images[rows[0]]), c))
+            if g is None:
+                continue
+            g_geo, g_ids = g
+            step = max(1, _PAIRS_AT_ONCE // len(g_geo))
+            for k in range(0, len(rows), step):
+                r = rows[k : k + step]
+                if task == "task1":
+                    iou = _poly_iou_matrix(_as_quads(geo[r]), _as_quads(g_geo))
+                else:
+                    iou = hbb_iou(geo[r], g_geo, plus_one=plus_one)
+                best = np.argmax(iou, axis=1)  # the first ground truth on ties, as the devkit's argmax
+                ovmax[r] = iou[np.arange(len(r)), best]
+                jmax[r] = g_ids[best]
         difficult = np.concatenate(diff_flags[c]) if diff_flags[c] else np.zeros(0, dtype=bool)
-        out.append(_ClassMatches(ovmax[c], jmax[c], difficult, int((~difficult).sum())))
+        out.append(_ClassMatches(ovmax, jmax, difficult, int((~difficult).sum())))
     return out
 
 
@@ -602,7 +643,9 @@ def tail_recall(
 
 def _scene_ground_truth(test: Any) -> dict[str, dict[str, np.ndarray]]:
     """Scene-level ground truth of a DOTA test split: the whole scenes when the dataset carries them
-    (``test.scenes``, patch-based loading), else its samples (image-level loading)."""
+    (``test.scenes``, patch-based loading), else its samples (image-level loading). The Task2 box of an
+    object is the devkit's: the integer-truncated horizontal box of its polygon (not clipped to the
+    image), as in the HBB label files the official Task2 evaluation reads."""
     scenes = getattr(test, "scenes", None)
     if scenes is None:
         if any(s.window is not None for s in test):
@@ -611,36 +654,76 @@ def _scene_ground_truth(test: Any) -> dict[str, dict[str, np.ndarray]]:
     gt = {}
     for s in scenes:
         polys = s.polygons if s.polygons is not None else _box_to_poly(np.asarray(s.boxes, np.float64))
+        polys = np.asarray(polys, np.float64).reshape(-1, 8)
         keep = ~np.asarray(s.ignore, bool)
         gt[s.meta.get("scene", s.id)] = {
-            "polygons": np.asarray(polys, np.float64)[keep],
-            "boxes": np.asarray(s.boxes, np.float64)[keep],
+            "polygons": polys[keep],
+            "boxes": np.trunc(_poly_to_box(polys[keep])),
             "labels": np.asarray(s.labels)[keep],
             "difficult": np.asarray(s.difficult)[keep],
         }
     return gt
 
 
-def devkit_protocol(domain: Any, test: Any, preds: Sequence[Any], task: str = "task2") -> tuple[dict, str]:
-    """DOTA's official protocol on full scenes: patch detections merged back to their scenes
-    (``domains.patching.merge_patch_predictions``: class-wise NMS at IoU 0.1), then the devkit's VOC07
-    11-point AP with IoU strictly above 0.5; difficult objects are ignored under v1.0 and counted under
-    v1.5/2.0. Task2 (horizontal boxes) until the detector emits polygons. Box IoU is computed on
-    continuous coordinates (no devkit ``+1`` pixel convention; ``plus_one`` exists for exact replays
-    of integer-coordinate submissions)."""
-    from domains.patching import merge_patch_predictions
+def scene_detections(test: Any, preds: Sequence[Any]) -> dict[str, Any]:
+    """Per-scene detections (objects with ``boxes``, ``scores``, ``labels`` and optionally ``polygons``)
+    of ``preds`` aligned with ``test``: patch detections (samples with a ``window``) are merged back to
+    their scenes with ``domains.patching.merge_patch_predictions`` (class-wise NMS at IoU 0.1, the
+    devkit's ``ResultMerge``); detections on whole scenes are taken as they are (a submission of scene
+    detections is scored unchanged, never re-NMS'd)."""
+    samples = list(test)
+    if len(samples) != len(preds):
+        raise ValueError(f"{len(preds)} predictions for {len(samples)} test samples")
+    if any(s.window is not None for s in samples):
+        from domains.patching import merge_patch_predictions
 
+        return merge_patch_predictions(samples, preds)
+    return {s.meta.get("scene", s.id): p for s, p in zip(samples, preds, strict=True)}
+
+
+def devkit_protocol(domain: Any, test: Any, preds: Sequence[Any], task: str = "task2") -> tuple[dict, str]:
+    """DOTA's official protocol on full scenes (``CAPTAIN-WHU/DOTA_devkit`` ``dota_evaluation_task1.py``
+    / ``dota_evaluation_task2.py`` at commit 9938855, ``dota-v1.5_evaluation_task1.py`` for v1.5/2.0):
+    patch detections merged back to their scenes (``scene_detections``), then the devkit's VOC07
+    11-point AP with IoU strictly above 0.5; difficult objects are ignored under v1.0 and counted under
+    v1.5/2.0. Task1 matches polygons by exact polygon IoU (detections without polygons enter as their
+    boxes' rectangles); Task2 matches horizontal boxes with the devkit's ``+1`` pixel areas against the
+    integer-truncated ground-truth boxes."""
     version = str(getattr(domain, "options", {}).get("version", "1.0"))
     gt = _scene_ground_truth(test)
-    merged = merge_patch_predictions(list(test), preds, oriented=task == "task1")
-    dets: dict[int, list[tuple[Any, float, Any]]] = {}
+    merged = scene_detections(test, preds)
+    pos = {k: i for i, k in enumerate(gt)}
+    parts: dict[int, list[ClassDetections]] = {}
     for scene, m in merged.items():
-        geom = m.polygons if task == "task1" and m.polygons is not None else m.boxes
-        for g, sc, lab in zip(geom, m.scores, m.labels, strict=True):
-            dets.setdefault(int(lab), []).append((scene, float(sc), np.asarray(g, np.float64)))
-    res = evaluate_dota(gt, dets, domain.classes, task=task, version=version)
+        if scene not in pos:
+            raise ValueError(f"detections on scene {scene!r}, which is not in the ground truth")
+        polys = getattr(m, "polygons", None)
+        geom = polys if task == "task1" and polys is not None else m.boxes
+        geom = np.asarray(geom, np.float64)
+        geom = geom.reshape(len(m.scores), geom.shape[-1] if geom.ndim == 2 else 4)
+        labels = np.asarray(m.labels, np.int64).reshape(-1)
+        scores = np.asarray(m.scores, np.float64).reshape(-1)
+        for c in np.unique(labels):
+            sel = labels == c
+            parts.setdefault(int(c), []).append(
+                ClassDetections(np.full(int(sel.sum()), pos[scene]), scores[sel], geom[sel])
+            )
+    dets = {c: _concat(v) for c, v in parts.items()}
+    res = evaluate_dota(gt, dets, domain.classes, task=task, version=version, plus_one=task == "task2")
     res["per_class"] = {k: {"AP50": float(v)} for k, v in res["per_class"].items() if np.isfinite(v)}
     return res, f"{res['protocol']} on merged scenes"
+
+
+def _concat(parts: Sequence[ClassDetections]) -> ClassDetections:
+    if len(parts) == 1:
+        return parts[0]
+    width = max(p.geometry.shape[1] for p in parts)
+    geo = [p.geometry if p.geometry.shape[1] == width else _geometry(p.geometry, "task1") for p in parts]
+    return ClassDetections(
+        np.concatenate([p.images for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate(geo),
+    )
 
 
 def _register() -> None:
