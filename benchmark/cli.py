@@ -216,7 +216,11 @@ def cmd_data(a: argparse.Namespace) -> int:
     if a.data_cmd == "check":
         dom.verify(a.root)
         bad = 0
+        present = dom.available_splits(a.root)
         for split in dom.splits:
+            if split not in present:
+                print(f"{split}: not present under {a.root} (skipped; only a run that reads it needs it)")
+                continue
             ds = dom.load(a.root, split, lenient=a.lenient)
             counts = ds.class_counts()
             n_obj = sum(s.num_objects for s in ds)

@@ -64,7 +64,7 @@ from benchmark.detectors.base import make_batch
 from benchmark.results import atomic_write_json, atomic_write_text
 from benchmark.spec import canonical_hash, seed_hash
 from benchmark.training import ProgressFn, flip_batch, frozen_bn_statistics, sample_targets, train_supervised
-from domains.base import DomainDataset
+from domains.base import DatasetNotFoundError, DomainDataset
 
 if TYPE_CHECKING:
     from benchmark.protocol import DomainData
@@ -253,7 +253,15 @@ def source_dataset(data: DomainData) -> DomainDataset | None:
     dom = data.domain
     key = (dom.name, json.dumps(dom.options, sort_keys=True, default=str), str(data.root))
     if key not in _SOURCE_DATA:
-        src = dom.load(data.root, "source") if "source" in dom.splits else None
+        src = None
+        if "source" in dom.splits:
+            try:
+                src = dom.load(data.root, "source")
+            except DatasetNotFoundError as exc:
+                raise DatasetNotFoundError(
+                    f"{exc}; this run needs the source split: every method of {dom.name} starts from a "
+                    "checkpoint trained on it"
+                ) from None
         _SOURCE_DATA[key] = src if src is not None and len(src) else None
     return _SOURCE_DATA[key]
 

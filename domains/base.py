@@ -369,6 +369,11 @@ class Domain(ABC):
         """Write the synthetic dataset, in this domain's native format, under ``root``."""
 
     # --- shared helpers -----------------------------------------------------------------------
+    def available_splits(self, root: str | Path) -> tuple[str, ...]:
+        """The splits present under ``root`` (default: all of ``splits``; an adapter whose splits are
+        optional files narrows this)."""
+        return tuple(self.splits)
+
     @property
     def primary_metric(self) -> MetricSpec:
         return self.metrics[0]

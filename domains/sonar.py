@@ -14,7 +14,8 @@ Format (DESIGN §5)
     ``ROOT/JPEGImages/<id>.{jpg,png,tif,bmp}``, ``ROOT/Annotations/<id>.xml`` (Pascal VOC: ``size/width``,
     ``size/height``, ``object/name``, ``object/difficult``, ``object/bndbox/{xmin,ymin,xmax,ymax}``),
     ``ROOT/ImageSets/Main/{train,test,source}.txt`` (one id a line; ``pool`` = train, ``test`` = test,
-    ``source`` = source), optional ``ROOT/masks/<id>.png`` (0/255, same size as the image),
+    ``source`` = source; a list is needed only when its split is read: ``source.txt`` only by runs
+    that train a source checkpoint), optional ``ROOT/masks/<id>.png`` (0/255, same size as the image),
     optional ``ROOT/classes.txt`` (one class a line; default ship, aircraft, human) and optional
     ``ROOT/groups.csv`` (``id,group`` with the survey line of each image; default: the id).
 
@@ -258,12 +259,24 @@ class Sonar(Domain):
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             if not (root / sub).is_dir():
                 raise DatasetNotFoundError(f"sonar: {root / sub} is missing (the VOC layout needs it)")
-        for split, stem in SPLIT_FILES.items():
-            if not (root / "ImageSets" / "Main" / f"{stem}.txt").is_file():
-                raise DatasetNotFoundError(
-                    f"sonar: {root / 'ImageSets' / 'Main' / stem}.txt is missing (it lists split {split!r})"
-                )
+        if not self.available_splits(root):
+            raise DatasetNotFoundError(
+                f"sonar: {root / 'ImageSets' / 'Main'} lists no split: it needs train.txt and test.txt "
+                "(and source.txt for a run that trains a source checkpoint)"
+            )
         self.classes = self.read_classes(root)  # type: ignore[misc]
+
+    def available_splits(self, root: str | Path) -> tuple[str, ...]:
+        """The splits whose list file exists (public sonar datasets ship train/val/test lists only:
+        a split that is not asked for is not required)."""
+        main = Path(root) / "ImageSets" / "Main"
+        return tuple(s for s, stem in SPLIT_FILES.items() if (main / f"{stem}.txt").is_file())
+
+    def _list_file(self, root: Path, split: str) -> Path:
+        p = root / "ImageSets" / "Main" / f"{SPLIT_FILES[split]}.txt"
+        if not p.is_file():
+            raise DatasetNotFoundError(f"sonar: {p} is missing (it lists split {split!r})")
+        return p
 
     def _groups(self, root: Path, report: LoadReport, lenient: bool) -> dict[str, str]:
         p = root / "groups.csv"
@@ -292,12 +305,12 @@ class Sonar(Domain):
         self.verify(root)
         classes = self.read_classes(root)
         report = LoadReport()
-        list_file = root / "ImageSets" / "Main" / f"{SPLIT_FILES[split]}.txt"
+        list_file = self._list_file(root, split)
         ids = _read_list(list_file, report, lenient)
         others = set()
-        for other, stem in SPLIT_FILES.items():
+        for other in self.available_splits(root):
             if other != split:
-                others |= set(_read_list(root / "ImageSets" / "Main" / f"{stem}.txt", LoadReport(), True))
+                others |= set(_read_list(self._list_file(root, other), LoadReport(), True))
         groups = self._groups(root, report, lenient)
         images: dict[str, Path] = {}
         for p in sorted((root / "JPEGImages").iterdir()):

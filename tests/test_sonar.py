@@ -267,3 +267,63 @@ def test_sonar_runs_in_a_matrix(tmp_path, capsys):
         assert r["domain"] == "sonar" and r["primary_metric"] == "mAP50"
         assert set(r["metrics"]) == {"mAP50", "mAP50-95", "MAE", "maxF", "S-measure", "PixelAcc"}
         assert 0 <= r["metrics"]["MAE"] <= 1 and r["higher_is_better"]["MAE"] is False
+
+
+def test_tree_without_source_list_exports_checks_and_evaluates(tmp_path, capsys):
+    """Public sonar datasets ship train/test lists only: no source.txt is needed unless a run trains
+    a source checkpoint (issue L)."""
+    import json
+    import shutil
+
+    from benchmark.cli import main
+    from domains.synthetic import ensure_synthetic
+
+    root = tmp_path / "sonar"
+    shutil.copytree(ensure_synthetic("sonar", "tiny", 0, progress=False), root)
+    (root / "ImageSets" / "Main" / "source.txt").unlink()
+    assert main(["data", "check", "sonar", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "pool:" in out and "test:" in out and "source: not present" in out
+    for split in ("pool", "test"):
+        assert (
+            main(
+                ["data", "export-coco", "sonar", str(root), str(tmp_path / f"{split}.json"), "--split", split]
+            )
+            == 0
+        )
+    assert (
+        main(
+            ["evaluate", "sonar", str(root), str(tmp_path / "test.json"), "--json", str(tmp_path / "r.json")]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["mAP50"] == 1.0
+    # a split that is asked for and missing is one clear error naming its list file
+    assert (
+        main(["data", "export-coco", "sonar", str(root), str(tmp_path / "s.json"), "--split", "source"]) == 2
+    )
+    assert "source.txt is missing" in capsys.readouterr().err
+
+
+def test_run_that_needs_the_source_split_says_so(tmp_path, capsys):
+    import shutil
+
+    from benchmark.cli import main
+    from domains.synthetic import ensure_synthetic
+
+    root = tmp_path / "sonar"
+    shutil.copytree(ensure_synthetic("sonar", "tiny", 0, progress=False), root)
+    (root / "ImageSets" / "Main" / "source.txt").unlink()
+    args = [
+        "run",
+        "tiny",
+        "--domains",
+        "sonar",
+        "--data-root",
+        f"sonar={root}",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "source.txt is missing" in err and "needs the source split" in err
