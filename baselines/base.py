@@ -18,7 +18,6 @@ groups ``labelbudget.methods`` and ``labelbudget.strategies``.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from benchmark.codehash import class_modules, code_hash
 from benchmark.registry import Registry
 from benchmark.training import ProgressFn, Schedule, predict_all
 from domains.base import Sample, SpecError
@@ -137,35 +137,6 @@ def predicted_box_counts(ctx: QueryContext, min_score: float = 0.3) -> np.ndarra
     return np.array([int((p.scores >= min_score).sum()) for p in ctx.predictions()], dtype=np.int64)
 
 
-_PROJECT_PACKAGES = ("benchmark", "baselines")
-_NOT_BEHAVIOUR = {"benchmark.registry", "benchmark.spec", "benchmark.results"}  # bookkeeping
-
-
-def _sources(cls: type) -> list[str]:
-    """Sources of ``cls``'s own module, its bases' modules and every project module they import
-    names from, transitively, in a stable order."""
-    mods: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        mod = inspect.getmodule(klass)
-        if mod is not None and mod.__name__.split(".")[0] in _PROJECT_PACKAGES:
-            mods[mod.__name__] = mod
-    todo = list(mods.values())
-    while todo:
-        for value in vars(todo.pop()).values():
-            dep = value if inspect.ismodule(value) else inspect.getmodule(value)
-            name = getattr(dep, "__name__", "")
-            if name.split(".")[0] in _PROJECT_PACKAGES and name not in _NOT_BEHAVIOUR | set(mods):
-                mods[name] = dep
-                todo.append(dep)
-    out = []
-    for name in sorted(mods):
-        try:
-            out.append(name + "\n" + inspect.getsource(mods[name]))
-        except (OSError, TypeError):
-            out.append(name)
-    return out
-
-
 class _Configurable:
     name: ClassVar[str] = "?"
     hparams: ClassVar[dict[str, Any]] = {}
@@ -181,11 +152,11 @@ class _Configurable:
 
     @classmethod
     def code_version(cls) -> str:
-        """Hash of the code that decides what the class does: its module, the modules of its base
-        classes and the project modules (``benchmark.*``, ``baselines.*``) they import from, transitively, e.g. the
-        shared teacher-student loop, the detector and the augmentations. A change to any of them
-        makes old results stale (and gives resumed matrices a new run id, see ``Cell.canonical``)."""
-        return hashlib.sha256("\n".join(_sources(cls)).encode()).hexdigest()[:12]
+        """Hash of the code that runs when the class works (``benchmark.codehash``): its module, its
+        bases' modules, the detector, the augmentations, the training loop and every project module
+        they import, docstrings, comments and formatting aside. A change to any of them makes old
+        results stale (and gives resumed matrices a new run id, see ``Cell.canonical``)."""
+        return code_hash(class_modules(cls))
 
     def version(self) -> str:
         payload = json.dumps({"code": self.code_version(), "hp": self.hp}, sort_keys=True, default=str)

@@ -13,11 +13,9 @@ the detector for them.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import importlib.util
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from benchmark.detectors.base import Prediction
@@ -49,14 +47,11 @@ def get_protocol(name: str) -> tuple[ProtocolFn, bool]:
 
 @functools.lru_cache(maxsize=1)
 def metrics_code_version() -> str:
-    """Hash of the evaluation code (this module and the metric modules): cached results of an older
-    metric implementation are never reused."""
-    h = hashlib.sha256()
-    for mod in (__name__, *PROTOCOL_MODULES):
-        spec = importlib.util.find_spec(mod)
-        if spec is not None and spec.origin:
-            h.update(Path(spec.origin).read_bytes())
-    return h.hexdigest()[:12]
+    """Hash of the evaluation code (this module, the metric modules and what they import, docstrings
+    and comments aside): cached results of an older metric implementation are never reused."""
+    from benchmark.codehash import closure, code_hash
+
+    return code_hash(closure([__name__, *PROTOCOL_MODULES]))
 
 
 def needs_dense(domain: Domain) -> bool:

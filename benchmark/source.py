@@ -44,12 +44,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import math
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -78,9 +76,11 @@ DISC_LR = 1e-3
 
 
 def code_version() -> str:
-    """Hash of this module's source: a changed source phase makes old checkpoints stale."""
-    src = inspect.getsource(sys.modules[__name__])
-    return hashlib.sha256(src.encode()).hexdigest()[:12]
+    """Hash of the code a source checkpoint runs (``benchmark.codehash``: this module, the detector, the
+    augmentations, the training loop and what they import): a change makes old checkpoints stale."""
+    from benchmark.codehash import ALWAYS, closure, code_hash
+
+    return code_hash(closure([__name__, *ALWAYS]))
 
 
 # ------------------------------------------------------------------------------ discriminator

@@ -72,22 +72,21 @@ def test_default_matrix_runs_every_registered_method_on_every_domain():
 
 
 def test_code_version_covers_shared_code_and_changes_the_run_id(monkeypatch):
-    """A method's version covers the shared loop it runs (not just its own module), and a changed
-    version gives the cell a new run id, so resuming a matrix never keeps rounds of old code."""
-    import benchmark.training
-    from baselines.base import METHODS, _sources
+    """A method's version covers the shared loop, the detector and the augmentations it runs (not just
+    its own module), and a changed version gives the cell a new run id, so resuming a matrix never
+    keeps rounds of old code."""
+    from baselines.base import METHODS
+    from benchmark.codehash import class_modules
     from benchmark.spec import load_matrix
 
-    names = [s.split("\n", 1)[0] for s in _sources(METHODS.get("mean_teacher"))]
-    assert {"baselines.mean_teacher", "benchmark.training", "baselines.base"} <= set(names)
+    names = class_modules(METHODS.get("mean_teacher"))
+    want = {"baselines.mean_teacher", "benchmark.training", "baselines.base", "benchmark.detectors.fcos",
+            "benchmark.augment"}  # fmt: skip
+    assert want <= set(names)
     assert "benchmark.registry" not in names and "benchmark.spec" not in names
 
     cell = load_matrix("tiny").cells[0]
     before_v, before_id = cell.code_versions(), cell.run_id
-    src = _sources(METHODS.get(cell.trainer.split("[")[0]))
-    monkeypatch.setattr(
-        "baselines.base._sources", lambda cls: [*src, "# one changed line in the training loop"]
-    )
+    monkeypatch.setattr("baselines.base.code_hash", lambda mods: "changed-code")
     assert cell.code_versions()["trainer"] != before_v["trainer"]
     assert cell.run_id != before_id
-    assert benchmark.training  # imported for the module list above
