@@ -30,7 +30,7 @@ import torch
 from benchmark.codehash import class_modules, code_hash
 from benchmark.registry import Registry
 from benchmark.training import ProgressFn, Schedule, predict_all
-from domains.base import Sample, SpecError
+from domains.base import LabelFreeSample, Sample, SpecError
 
 
 class ImageStore:
@@ -57,7 +57,7 @@ class TrainContext:
     """What a trainer gets for one round."""
 
     labelled: list[Sample]
-    unlabelled: list[Sample]
+    unlabelled: list[LabelFreeSample]  # label-free views: reading their labels raises HiddenLabelError
     images: ImageStore
     classes: tuple[str, ...]
     new_detector: Callable[[], torch.nn.Module]  # a fresh detector with the run's initial weights
@@ -92,7 +92,7 @@ class QueryContext:
 
     model: torch.nn.Module
     labelled: list[Sample]
-    unlabelled: list[Sample]
+    unlabelled: list[LabelFreeSample]  # label-free views: reading their labels raises HiddenLabelError
     images: ImageStore
     classes: tuple[str, ...]
     gen: torch.Generator

@@ -313,7 +313,7 @@ def _run_cell(
         rd.heartbeat(r)
         lab_set = set(labelled)
         lab_samples = [pool.by_id(i) for i in labelled]
-        unl_samples = [s for s in pool if s.id not in lab_set]
+        unl_samples = [s.label_free() for s in pool if s.id not in lab_set]  # methods never see their labels
         gen = torch.Generator().manual_seed(seeds["train"][r])
         rng = np.random.default_rng(seeds["train"][r])
         t0 = time.perf_counter()

@@ -103,6 +103,10 @@ class Sample:
             if v is not None and len(v) != n:
                 raise ValueError(f"sample {self.id}: {name} has {len(v)} rows for {n} boxes")
 
+    def label_free(self) -> LabelFreeSample:
+        """This sample as methods and strategies may see it while it is unlabelled (no objects)."""
+        return LabelFreeSample(self)
+
     @property
     def num_objects(self) -> int:
         """Objects a labeller draws (ignore regions included: they cost a click too)."""
@@ -174,6 +178,51 @@ def _to_uint8_rgb(a: np.ndarray) -> np.ndarray:
     elif a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     return np.ascontiguousarray(a)
+
+
+class HiddenLabelError(LabelbudgetError, AttributeError):
+    """A method or strategy reached for the labels of a sample whose labels it must not see."""
+
+
+LABEL_FIELDS = frozenset(
+    {"boxes", "labels", "difficult", "ignore", "polygons", "visible_boxes", "occlusion", "num_objects",
+     "num_positive"}
+)  # fmt: skip
+_VISIBLE_FIELDS = ("id", "group", "width", "height", "meta", "image_path", "window")
+
+
+class LabelFreeSample:
+    """What methods and strategies see of an unlabelled (or test) sample: its id, group, size, meta,
+    where its pixels are and ``read_image()``; never its objects. Reading ``boxes``, ``labels`` or any
+    other label field raises ``HiddenLabelError`` naming the sample, so a hidden label cannot be used by
+    mistake. Made by ``Sample.label_free()``; the protocol hands these to ``TrainContext.unlabelled``
+    and ``QueryContext.unlabelled``."""
+
+    __slots__ = ("id", "group", "width", "height", "meta", "image_path", "window", "_read", "_frozen")
+
+    def __init__(self, sample: Sample) -> None:
+        for k in _VISIBLE_FIELDS:
+            object.__setattr__(self, k, getattr(sample, k))
+        object.__setattr__(self, "meta", dict(sample.meta))
+        object.__setattr__(self, "_read", sample.read_image)
+        object.__setattr__(self, "_frozen", True)
+
+    def read_image(self) -> np.ndarray:
+        return self._read()
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names not set above
+        if name in LABEL_FIELDS:
+            raise HiddenLabelError(
+                f"sample {self.id!r} is unlabelled: its {name} are hidden from methods and strategies "
+                "(labels are revealed only through the labelled set)"
+            )
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a label-free view is read-only (tried to set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"LabelFreeSample(id={self.id!r}, {self.width}x{self.height})"
 
 
 # ---------------------------------------------------------------------------------------- dataset

@@ -62,7 +62,7 @@ def _train_context(
     items = list(pool)
     return TrainContext(
         items[labelled],
-        items[unlabelled],
+        [s.label_free() for s in items[unlabelled]],
         ImageStore(pool.image),
         pool.classes,
         new_detector,

@@ -36,7 +36,7 @@ def model_for(pool, score_thresh=0.05):
 
 def qctx(pool, model, seed=0):
     lab = list(pool)[:8]
-    unl = list(pool)[8:]
+    unl = [s.label_free() for s in list(pool)[8:]]
     return QueryContext(
         model,
         lab,
