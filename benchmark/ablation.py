@@ -128,7 +128,8 @@ def summarise(out: Path, cells: list, vs: list[Variant]) -> dict[str, Any]:
         c = wanted.get(r.get("run_id"))
         if c is None or r["round"] != 0:
             continue
-        metric, hib, version = r["primary_metric"], bool(r["higher_is_better"]), r["dataset_version"]
+        metric, version = r["primary_metric"], r["dataset_version"]
+        hib = bool(r["higher_is_better"][metric])  # per metric: MR-2 is lower-is-better
         values[c.trainer][c.seed] = float(r["metrics"][metric])
     seeds = sorted({c.seed for c in cells})
     missing = [(t, s) for t in values for s in seeds if s not in values[t]]

@@ -94,3 +94,26 @@ def test_trainer_options_in_matrix():
         load_matrix("tiny", methods=["supervised[nope=1]"])
     with pytest.raises(SpecError, match="key=value"):
         parse_trainer("supervised[oops]")
+
+
+def test_summary_direction_is_the_primary_metrics(tmp_path):
+    """MR-2 (pedestrian) is lower-is-better: the table says so (the direction is read per metric)."""
+    import json
+
+    from benchmark.ablation import Variant, summarise
+    from benchmark.spec import load_matrix
+
+    vs = [Variant("supervised", "supervised", None), Variant("full", "eucl", None)]
+    cells = load_matrix("tiny", methods=["supervised", "eucl"], seeds=[0, 1]).cells
+    mr2 = "MR-2 Reasonable"
+    lines = [
+        {"run_id": c.run_id, "round": 0, "primary_metric": mr2, "dataset_version": "v",
+         "higher_is_better": {mr2: False, "AP50": True}, "metrics": {mr2: 0.5 - 0.1 * c.seed, "AP50": 0.3}}
+        for c in cells
+    ]  # fmt: skip
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    from benchmark.ablation import markdown
+
+    s = summarise(tmp_path, cells, vs)
+    assert s["setup"]["higher_is_better"] is False
+    assert "(lower is better)" in markdown(s, "labelbudget ablate eucl")
