@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics.efficiency import aubc, labels_to_reach, percent_of_reference
+from benchmark.ranks import N_BOOT, rank_analysis
 from benchmark.results import atomic_write_text
 from benchmark.spec import SCHEMA_VERSION
 
@@ -60,9 +61,10 @@ CSV_COLUMNS = [
     "kind", "domain", "track", "method", "metric", "higher_is_better", "primary", "budget_unit",
     "budget", "n", "n_expected", "mean", "std", "se", "ci95", "ci_lo", "ci_hi", "seeds",
     "mean_n_labelled", "mean_n_labelled_boxes", "mean_train_s", "mean_images_seen",
+    "rank", "rank_lo", "rank_hi", "tied_with",
 ]  # fmt: skip
 
-_NUMERIC = set(CSV_COLUMNS[CSV_COLUMNS.index("budget") :]) - {"seeds"}
+_NUMERIC = set(CSV_COLUMNS[CSV_COLUMNS.index("budget") :]) - {"seeds", "tied_with"}
 
 # field -> accepted types; a record missing one of these, or with a wrong type, is not used
 _INT = (int,)
@@ -409,6 +411,7 @@ class DomainBoard:
     rows: list[dict[str, Any]] = field(default_factory=list)  # the long CSV rows
     complete: dict[str, bool] = field(default_factory=dict)
     reference: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> describe()
+    ranking: dict[str, Any] = field(default_factory=dict)  # benchmark.ranks.rank_analysis of the primary AUBC
 
     @property
     def n_expected(self) -> int:
@@ -538,6 +541,38 @@ def build_domain(domain: str, df: pd.DataFrame, specs: list[dict[str, Any]]) -> 
                         seeds=" ".join(str(s) for s in common),
                     )
                 )
+    # ranks with ties, bootstrap rank intervals, seed-half agreement (complete methods, primary AUBC)
+    primary_curves = {m: curves.get((m, metrics[0]), {}) for m in methods if board.complete.get(m)}
+    board.ranking = rank_analysis(primary_curves, hib[metrics[0]])
+    for m, r in board.ranking["methods"].items():
+        board.rows.append(
+            _row(
+                "rank",
+                board,
+                m,
+                metrics[0],
+                float("nan"),
+                {"n": len(board.ranking["seeds"]), "mean": r["mean"]},
+                seeds=" ".join(str(s) for s in board.ranking["seeds"]),
+                rank=r["rank"],
+                rank_lo=r["rank_lo"],
+                rank_hi=r["rank_hi"],
+                tied_with=" ".join(r["tied_with"]),
+            )
+        )
+    if board.ranking["methods"]:
+        h1, h2 = board.ranking["halves"]
+        board.rows.append(
+            _row(
+                "rank_stability",
+                board,
+                "",
+                metrics[0],
+                float("nan"),
+                {"n": len(board.ranking["seeds"]), "mean": board.ranking["kendall_tau"]},
+                seeds=" ".join(map(str, h1)) + " | " + " ".join(map(str, h2)),
+            )
+        )
     # percent of the full-supervision reference
     for metric, part in ref.groupby("metric", sort=True):
         board.reference[str(metric)] = {
@@ -728,6 +763,7 @@ def domain_markdown(board: DomainBoard, records: list[dict[str, Any]], dropped: 
                     f"{_fmt(r['mean'], sign=True)} {PM} {_fmt(r['ci95'])} ({int(r['n'])}){'*' if sig else ''}"
                 )
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", *rank_lines(board)]
     # percent of full supervision
     lines += ["", "## % of full supervision", ""]
     if not board.reference:
@@ -769,6 +805,50 @@ def domain_markdown(board: DomainBoard, records: list[dict[str, Any]], dropped: 
             f"| {m} | " + " | ".join(_fmt_num(v["mean"]) if v else "—" for v in vals) + f" | {runs} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def rank_lines(board: DomainBoard) -> list[str]:
+    """The ranks section of a domain's markdown (``benchmark.ranks``)."""
+    primary = board.metrics[0]
+    rk = board.ranking
+    lines = [f"## Ranks (AUBC of {primary})", ""]
+    if not rk.get("methods"):
+        return [*lines, "No complete method to rank."]
+    h1, h2 = rk["halves"]
+    tau = rk["kendall_tau"]
+    lines.append(
+        "Methods complete on every seed and budget, over the seeds all of them have "
+        f"({', '.join(map(str, rk['seeds']))}). Rank = 1 + the number of methods significantly better "
+        "(paired 95 % t-CI of the per-seed AUBC difference excludes 0): methods no interval separates "
+        "share a rank. Bootstrap: 95 % interval of the rank over resampled seeds "
+        f"({N_BOOT} resamples, seeds paired across methods)."
+    )
+    lines.append("")
+    if math.isfinite(tau):
+        lines.append(
+            f"Kendall τ between the rankings of seed halves ({' '.join(map(str, h1))} vs "
+            f"{' '.join(map(str, h2))}): **{tau:.2f}** over {len(rk['methods'])} methods."
+        )
+    else:
+        lines.append(f"Kendall τ between seed halves: n/a ({rk.get('note', '')}).")
+    lines += [
+        "",
+        "| rank | method | mean AUBC | bootstrap rank 95 % | not separated from |",
+        "|---|---|---|---|---|",
+    ]
+    order = sorted(
+        rk["methods"].items(),
+        key=lambda kv: (kv[1]["rank"], -kv[1]["mean"] if board.hib[primary] else kv[1]["mean"]),
+    )
+    ranks = [r["rank"] for _, r in order]
+    for m, r in order:
+        shared = "=" if ranks.count(r["rank"]) > 1 else ""
+        tied = ", ".join(r["tied_with"]) or "—"
+        lines.append(
+            f"| {shared}{r['rank']} | {m} | {_fmt(r['mean'])} | "
+            f"{r['rank_lo']:.1f}–{r['rank_hi']:.1f} | {tied} |"
+        )
+    return lines
 
 
 def overall_markdown(boards: list[DomainBoard], records: list[dict[str, Any]]) -> str:

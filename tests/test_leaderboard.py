@@ -440,3 +440,25 @@ def test_cli_leaderboard_and_status(tmp_path, capsys):
     assert main(["status", "--runs", str(GOLDEN / "sweep")]) == 0
     out = capsys.readouterr().out
     assert "5/6 runs finished" in out and "17 records" in out
+
+
+def test_domain_board_prints_ranks_ties_and_seed_half_tau(tmp_path):
+    """Issue N: per domain, Kendall τ of the seed halves, bootstrap rank intervals, and methods no
+    paired interval separates share a rank."""
+    good = [[0.5 + 0.01 * s, 0.6 + 0.01 * s, 0.7] for s in range(4)]
+    close = [[0.5 + 0.01 * s - 0.001 + 0.003 * (-1) ** s, 0.6 + 0.01 * s, 0.7] for s in range(4)]
+    bad = [[0.1, 0.2 + 0.01 * s, 0.3] for s in range(4)]
+    recs = (
+        curve("supervised+random", good)
+        + curve("supervised+entropy", close)
+        + curve("mean_teacher+random", bad)
+    )
+    lb = board(tmp_path, recs)
+    md = (lb / "dota.md").read_text()
+    assert "## Ranks (AUBC of mAP50)" in md
+    assert "Kendall τ between the rankings of seed halves (0 1 vs 2 3): **1.00** over 3 methods." in md
+    assert "| =1 | supervised+entropy |" in md and "| =1 | supervised+random |" in md
+    assert "| 3 | mean_teacher+random |" in md
+    assert csv_row(lb, "rank", "mean_teacher+random")["rank"] == 3
+    tau = pd.read_csv(lb / "dota.csv").query("kind == 'rank_stability'")
+    assert len(tau) == 1 and tau.iloc[0]["mean"] == pytest.approx(1.0)
