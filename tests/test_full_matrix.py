@@ -1,0 +1,220 @@
+"""The ``full`` matrix (every method on the four real datasets), fraction budgets, per-domain
+schedules, ``real_data`` and ``labelbudget run --dry-run``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.spec import DomainSetup, load_matrix, parse_budgets, resolve_budgets
+from domains.base import DatasetNotFoundError, SpecError
+
+FULL_DOMAINS = {"dota", "sonar", "foggy_cityscapes", "pedestrian"}
+
+
+def _fake_roots(tmp_path: Path) -> dict[str, str]:
+    return {d: str(tmp_path / d) for d in FULL_DOMAINS}
+
+
+def test_full_names_every_trainer_and_the_four_domains(tmp_path):
+    from baselines.base import METHODS
+
+    m = load_matrix("full", data_roots=_fake_roots(tmp_path))
+    assert set(m.domains) == FULL_DOMAINS
+    assert m.real_data
+    trainers = {c.trainer for c in m.cells if not c.reference}
+    assert trainers == set(METHODS.names())
+    methods = {c.method for c in m.cells if not c.reference}
+    for needed in ("supervised+random", "supervised+entropy", "mean_teacher+random"):
+        assert needed in methods
+    for name in METHODS.names():  # every trainer with its default strategy
+        assert f"{name}+{METHODS.get(name).default_strategy}" in methods
+    for d, setup in m.domains.items():
+        assert setup.reference, d  # a full-supervision reference per seed
+        assert setup.dataset and setup.dataset != d
+        assert len(setup.budget_fractions) == 7 and not setup.budgets  # resolved on loading the data
+        assert setup.schedule is not None  # per-domain [domains.X.schedule]
+    assert m.cells[0].detector == "fcos_r50"
+    assert m.domains["foggy_cityscapes"].options["beta"] == 0.02
+    assert m.domains["pedestrian"].options["format"] == "citypersons"
+    # SOOD's 10 / 20 / 30 % partially labelled settings are rounds of the DOTA curve
+    assert {0.1, 0.2, 0.3} <= set(m.domains["dota"].budget_fractions)
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "tiny"])
+def test_existing_matrices_keep_their_canonical_specs(name):
+    """Fraction budgets and per-domain schedules add keys only where they are used: the run ids
+    of existing matrices (and so their records) do not change."""
+    m = load_matrix(name)
+    keys = {
+        "schema_version",
+        "domain",
+        "domain_options",
+        "data",
+        "dataset_version",
+        "trainer",
+        "strategy",
+        "seed",
+        "budgets",
+        "budget_unit",
+        "schedule",
+        "detector",
+        "detector_options",
+        "threads",
+        "warm_start",
+        "versions",
+    }
+    for c in m.cells:
+        canon = c.canonical()
+        assert set(canon) == keys | ({"reference"} if c.reference else set())
+        assert canon["data"] == {"synthetic": c.domain.synthetic_size, "synthetic_seed": 0}
+        assert all(isinstance(b, int) for b in canon["budgets"])
+        assert c.domain.schedule is None and c.schedule == m.cells[0].schedule
+
+
+def test_parse_budgets_counts_and_percentages():
+    assert parse_budgets([25, 100], "b") == ((25, 100), ())
+    assert parse_budgets("25,100", "b") == ((25, 100), ())
+    assert parse_budgets(["2.5%", "10%", "100%"], "b") == ((), (0.025, 0.1, 1.0))
+    assert parse_budgets("5%,10%", "b") == ((), (0.05, 0.1))
+    for bad, msg in [
+        (["5%", 10], "not both"),
+        (["10%", "5%"], "strictly increasing"),
+        (["0%", "5%"], "(0%, 100%]"),
+        (["150%"], "(0%, 100%]"),
+        (["x%"], "are not percentages"),
+        ([10, 5], "strictly increasing"),
+        ([], "non-empty"),
+    ]:
+        with pytest.raises(SpecError, match=re.escape(msg)):
+            parse_budgets(bad, "budgets of dota")
+
+
+def test_resolve_budgets_rounds_and_rejects_collapsed_rounds(tmp_path):
+    m = load_matrix("full", data_roots=_fake_roots(tmp_path))
+    dota = m.domains["dota"]  # 2.5 % ... 30 %
+    r = resolve_budgets(dota, 1000, 9999)
+    assert r.budgets == (25, 50, 100, 150, 200, 250, 300)
+    assert r.budget_fractions == dota.budget_fractions
+    with pytest.raises(SpecError, match="not strictly increasing"):
+        resolve_budgets(dota, 8, 100)
+    boxes = resolve_budgets(DomainSetup("sonar", budget_fractions=(0.1, 0.5), budget_unit="boxes"), 10, 300)
+    assert boxes.budgets == (30, 150)
+    counts = DomainSetup("dota", budgets=(5, 10))
+    assert resolve_budgets(counts, 1, 1) is counts
+    # a fraction cell's run id records the fractions next to the resolved counts
+    from dataclasses import replace
+
+    cell = replace(next(c for c in m.cells if c.domain.name == "dota"), domain=r)
+    assert cell.canonical()["budgets"] == list(r.budgets)
+    assert cell.canonical()["budget_fractions"] == list(dota.budget_fractions)
+
+
+def test_per_domain_schedule_overrides_fields(tmp_path):
+    p = tmp_path / "m.toml"
+    p.write_text(
+        'methods = ["supervised+random"]\nbudgets = [4, 8]\n[schedule]\niterations = 10\nlr = 0.02\n'
+        "[domains.dota]\n[domains.dota.schedule]\niterations = 3\n[domains.sonar]\n"
+    )
+    m = load_matrix(str(p))
+    by = {c.domain.name: c.schedule for c in m.cells}
+    assert by["dota"].iterations == 3 and by["dota"].lr == 0.02
+    assert by["sonar"].iterations == 10
+    p.write_text('methods = ["supervised"]\nbudgets = [4]\n[domains.dota.schedule]\nepochs = 3\n')
+    with pytest.raises(SpecError, match=r"bad \[domains.dota.schedule\]"):
+        load_matrix(str(p))
+
+
+def test_real_data_matrix_without_a_root_names_the_dataset_and_the_docs(capsys, tmp_path, monkeypatch):
+    with pytest.raises(DatasetNotFoundError, match=r"sonar \(SCTD 1.0\).*docs/data.md#sonar"):
+        load_matrix("full", data_roots={d: "/x" for d in FULL_DOMAINS - {"sonar"}})
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "full", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "dota (DOTA)" in err and "docs/data.md" in err and "--data-root dota=PATH" in err
+
+
+@pytest.fixture(scope="module")
+def small_roots(_private_cache) -> dict[str, str]:
+    """Real-layout trees written by the synthetic generators (the session's cached ``small`` ones)."""
+    from domains.synthetic import ensure_synthetic
+
+    return {d: str(ensure_synthetic(d, "small", 0, progress=False)) for d in sorted(FULL_DOMAINS)}
+
+
+def _root_args(roots: dict[str, str]) -> list[str]:
+    return [x for d, r in roots.items() for x in ("--data-root", f"{d}={r}")]
+
+
+def test_dry_run_full_on_real_layout_trees(small_roots, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "full", *_root_args(small_roots), "--device", "cuda:0", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()  # nothing written
+    blocks = out.split("\n\n")
+    for d in FULL_DOMAINS:
+        block = next(b for b in blocks if b.startswith(f"{d} ("))
+        assert "cells: 24 runs = 7 methods x 3 seeds + 3 full-supervision references" in block
+        assert "rounds: 7; cumulative budgets in labelling units:" in block
+        assert "images per round:" in block
+        assert "estimated GPU time:" in block and "GPU-hours" in block
+    # DOTA small has 610 pool patches: 2.5 % ... 30 % of them
+    dota = next(b for b in blocks if b.startswith("dota ("))
+    assert "15 (2.5%), 31 (5%), 61 (10%)" in dota and "images per round: 15, 16, 30," in dota
+    assert "source 600 images" in next(b for b in blocks if b.startswith("foggy_cityscapes ("))
+    assert "total estimated GPU time:" in out and "7.4 it/s at 1024x1024 px" in out
+    from benchmark.dryrun import launcher_names
+
+    for name in launcher_names():
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(name + " "))
+        assert line.split(None, 1)[1].startswith("labelbudget run full --data-root")
+        assert f"--launcher {name}" in line and "--dry-run" not in line and "--device cuda:0" in line
+
+
+def test_dry_run_gpu_hours_follow_the_measured_speed(small_roots):
+    """The estimate is arithmetic on the measured speed: check one domain by hand."""
+    from benchmark.dryrun import RELATIVE_COST, plan_domain
+    from benchmark.dryrun import _estimate as estimate
+
+    m = load_matrix("full", domains=["pedestrian"], data_roots={"pedestrian": small_roots["pedestrian"]})
+    plan = plan_domain(m.domains["pedestrian"], list(m.cells))
+    estimate(plan)
+    s = m.cells[0].schedule
+    per_it = (plan.mean_px / 1024**2) / 7.4  # batch 8 = the measured batch
+    # per seed: 7 runs x 7 rounds, minus 1 for supervised+entropy's shared round 0, plus the reference
+    assert plan.trainings["supervised"] == 3 * (2 * 7 - 1 + 1)
+    want = sum(n * s.iterations * RELATIVE_COST[t] * per_it for t, n in plan.trainings.items()) / 3600
+    assert plan.train_h == pytest.approx(want)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "wrong-layout"])
+def test_dry_run_bad_root_is_one_line_naming_dataset_and_docs(
+    kind, small_roots, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    roots = dict(small_roots)
+    bad = tmp_path / "sonar-data"
+    if kind == "empty":
+        bad.mkdir()
+    elif kind == "wrong-layout":  # a DOTA tree where the sonar VOC tree should be
+        bad = Path(small_roots["dota"])
+    roots["sonar"] = str(bad)
+    assert main(["run", "full", *_root_args(roots), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("labelbudget: error: sonar (SCTD 1.0)")
+    assert "docs/data.md#sonar" in err
+
+
+def test_dry_run_default_matrix_on_synthetic_data(capsys, small_roots, tmp_path, monkeypatch):
+    """Any matrix: the default one on its built-in synthetic data (already generated above)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "default", "--domains", "sonar", "--dry-run", "--budgets", "10%,20%"]) == 0
+    out = capsys.readouterr().out
+    assert "built-in synthetic, small" in out
+    assert "40 (10%), 80 (20%)" in out  # 400 pool images
+    assert "39.0 it/s at 128x128 px" in out
