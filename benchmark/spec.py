@@ -12,6 +12,7 @@ A matrix (``benchmark/matrices/<name>.toml``)::
     # budgets = ["5%", "10%", "20%"]  # or fractions of the pool's labelling units (boxes with
     #                                 # budget_unit = "boxes"), resolved once the data is loaded
     threads = 1                     # torch threads per run (recorded; part of the run id)
+    # real_data = true              # every domain needs a root (no synthetic fallback; `full`)
     [detector]
     name = "tiny_fcos_xs"
     [schedule]                      # benchmark.training.Schedule fields
@@ -20,6 +21,7 @@ A matrix (``benchmark/matrices/<name>.toml``)::
     synthetic_size = "small"        # used when no root is given
     # root = "/data/DOTA"           # real data (or --data-root dota=PATH)
     # budgets = [...]               # per-domain override (counts or "N%" fractions)
+    # dataset = "DOTA"              # the dataset's name in messages and real-data records
     # [domains.dota.schedule]       # per-domain override of [schedule] fields
     # iterations = 6000
 
@@ -94,6 +96,8 @@ class DomainSetup:
         """What identifies the data in a run id (never an absolute path)."""
         if self.root is None:
             return {"synthetic": self.synthetic_size, "synthetic_seed": self.synthetic_seed}
+        if self.dataset:  # the matrix names the dataset (only then: other run ids do not change)
+            return {"root": Path(self.root).name, "dataset": self.dataset}
         return {"root": Path(self.root).name}
 
 
@@ -362,10 +366,10 @@ def load_matrix(
         opts = {k: v for k, v in table.items() if k not in DOMAIN_KEYS}
         DOMAINS.get(d)(**opts)  # validates the options
         root = (data_roots or {}).get(d, table.get("root"))
-        dataset = str(table.get("dataset", d))
+        dataset = str(table.get("dataset", ""))
         if real_data and root is None:
             raise DatasetNotFoundError(
-                f"{d} ({dataset}): the {name} matrix runs on real data, and no root is given: add "
+                f"{d} ({dataset or d}): the {name} matrix runs on real data, and no root is given: add "
                 f"--data-root {d}=PATH (layout: {DATA_DOCS}#{d})"
             )
         b, fracs = parse_budgets(

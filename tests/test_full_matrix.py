@@ -218,3 +218,27 @@ def test_dry_run_default_matrix_on_synthetic_data(capsys, small_roots, tmp_path,
     assert "built-in synthetic, small" in out
     assert "40 (10%), 80 (20%)" in out  # 400 pool images
     assert "39.0 it/s at 128x128 px" in out
+
+
+def test_real_data_records_name_the_dataset_and_the_leaderboard_says_so(tmp_path):
+    from dataclasses import replace
+
+    from benchmark.leaderboard import header_lines
+
+    m = load_matrix("full", data_roots={d: f"/data/{d.upper()}" for d in FULL_DOMAINS})
+    cell = next(c for c in m.cells if c.domain.name == "dota")
+    assert cell.canonical()["data"] == {"root": "DOTA", "dataset": "DOTA"}  # never the absolute path
+    plain = replace(cell.domain, dataset="")  # matrices that do not name the dataset keep their ids
+    assert replace(cell, domain=plain).canonical()["data"] == {"root": "DOTA"}
+    rec = {
+        "matrix": "full",
+        "domain": "dota",
+        "dataset_version": "abc123",
+        "data": cell.canonical()["data"],
+        "domain_options": {"version": "1.5", "source_sensor": None},
+        "provenance": {"git_commit": "c", "finished_at": "t", "device": "H200", "launcher": "serial"},
+    }
+    lines = header_lines([rec])
+    assert "- real data: DOTA (version=1.5; folder DOTA; version abc123)" in lines
+    synthetic = {**rec, "data": {"synthetic": "small", "synthetic_seed": 0}}
+    assert not any(line.startswith("- real data") for line in header_lines([synthetic]))
