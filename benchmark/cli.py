@@ -29,6 +29,7 @@ EPILOG = """examples:
   labelbudget run smoke                 # a fast check (72-83 s per domain on 2 cores)
   labelbudget run --domains dota --methods supervised+entropy --budgets 50,100 --seeds 0
   labelbudget run --data-root dota=/data/DOTA --set dota.version=1.5
+  labelbudget run full --data-root dota=/data/DOTA ... --device cuda:0 --dry-run   # docs/data.md
   labelbudget leaderboard --runs runs/default --out leaderboards
 """
 
