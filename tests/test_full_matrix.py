@@ -139,69 +139,87 @@ def test_real_data_matrix_without_a_root_names_the_dataset_and_the_docs(capsys, 
 
 
 @pytest.fixture(scope="module")
-def small_roots(_private_cache) -> dict[str, str]:
-    """Real-layout trees written by the synthetic generators (the session's cached ``small`` ones)."""
+def tiny_roots(_private_cache) -> dict[str, str]:
+    """Real-layout trees written by the synthetic generators (``tiny``: a second to write)."""
     from domains.synthetic import ensure_synthetic
 
-    return {d: str(ensure_synthetic(d, "small", 0, progress=False)) for d in sorted(FULL_DOMAINS)}
+    return {d: str(ensure_synthetic(d, "tiny", 0, progress=False)) for d in sorted(FULL_DOMAINS)}
 
 
 def _root_args(roots: dict[str, str]) -> list[str]:
     return [x for d, r in roots.items() for x in ("--data-root", f"{d}={r}")]
 
 
-def test_dry_run_full_on_real_layout_trees(small_roots, capsys, tmp_path, monkeypatch):
+def test_dry_run_full_on_real_layout_trees(tiny_roots, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "full", *_root_args(small_roots), "--device", "cuda:0", "--dry-run"]) == 0
+    # the tiny pools (24-48 images) are too small for the matrix's 1 % steps: 3 rounds of quarters
+    argv = ["run", "full", *_root_args(tiny_roots), "--device", "cuda:0", "--budgets", "25%,50%,75%"]
+    assert main([*argv, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert not (tmp_path / "runs").exists()  # nothing written
     blocks = out.split("\n\n")
     for d in FULL_DOMAINS:
         block = next(b for b in blocks if b.startswith(f"{d} ("))
         assert "cells: 24 runs = 7 methods x 3 seeds + 3 full-supervision references" in block
-        assert "rounds: 7; cumulative budgets in labelling units:" in block
+        assert "rounds: 3; cumulative budgets in labelling units:" in block
         assert "images per round:" in block
         assert "estimated GPU time:" in block and "GPU-hours" in block
-    # DOTA small has 610 pool patches: 2.5 % ... 30 % of them
-    dota = next(b for b in blocks if b.startswith("dota ("))
-    assert "15 (2.5%), 31 (5%), 61 (10%)" in dota and "images per round: 15, 16, 30," in dota
-    assert "source 600 images" in next(b for b in blocks if b.startswith("foggy_cityscapes ("))
+    foggy = next(b for b in blocks if b.startswith("foggy_cityscapes ("))
+    assert "pool 24 samples" in foggy and "source 24 images" in foggy
+    assert "6 (25%), 12 (50%), 18 (75%)" in foggy and "images per round: 6, 6, 6 " in foggy
+    assert "trainings: 63 + 3 source checkpoints" in foggy  # 3 x (6 round-0 + 7 x 2 + 1 reference)
     assert "total estimated GPU time:" in out and "7.4 it/s at 1024x1024 px" in out
     from benchmark.dryrun import launcher_names
 
     for name in launcher_names():
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(name + " "))
-        assert line.split(None, 1)[1].startswith("labelbudget run full --data-root")
+        assert line.split(None, 1)[1].startswith("labelbudget run full ")
+        assert all(f"--data-root {d}={r}" in line for d, r in tiny_roots.items())
         assert f"--launcher {name}" in line and "--dry-run" not in line and "--device cuda:0" in line
+        assert "--budgets 25%,50%,75%" in line
 
 
-def test_dry_run_gpu_hours_follow_the_measured_speed(small_roots):
+def test_dry_run_resolves_the_matrix_fractions(tiny_roots, capsys, tmp_path, monkeypatch):
+    """full.toml's own DOTA budgets on the 48 patches of the tiny tree: 7 rounds."""
+    monkeypatch.chdir(tmp_path)
+    root = f"dota={tiny_roots['dota']}"
+    assert main(["run", "full", "--domains", "dota", "--data-root", root, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "rounds: 7; cumulative budgets in labelling units: 1 (2.5%), 2 (5%), 5 (10%), 7 (15%)" in out
+    assert "images per round: 1, 1, 3, 2, 3, 2, 2 " in out
+    assert "note: --device is cpu" in out
+
+
+def test_dry_run_gpu_hours_follow_the_measured_speed(tiny_roots):
     """The estimate is arithmetic on the measured speed: check one domain by hand."""
     from benchmark.dryrun import RELATIVE_COST, plan_domain
     from benchmark.dryrun import _estimate as estimate
 
-    m = load_matrix("full", domains=["pedestrian"], data_roots={"pedestrian": small_roots["pedestrian"]})
-    plan = plan_domain(m.domains["pedestrian"], list(m.cells))
+    m = load_matrix("full", domains=["dota"], data_roots={"dota": tiny_roots["dota"]})
+    plan = plan_domain(m.domains["dota"], list(m.cells))
     estimate(plan)
     s = m.cells[0].schedule
     per_it = (plan.mean_px / 1024**2) / 7.4  # batch 8 = the measured batch
-    # per seed: 7 runs x 7 rounds, minus 1 for supervised+entropy's shared round 0, plus the reference
+    # per seed: 2 supervised runs x 7 rounds, minus the shared round 0, plus the reference
     assert plan.trainings["supervised"] == 3 * (2 * 7 - 1 + 1)
     want = sum(n * s.iterations * RELATIVE_COST[t] * per_it for t, n in plan.trainings.items()) / 3600
     assert plan.train_h == pytest.approx(want)
+    # inference: the test split every training, the unlabelled pool before each of 6 queries per run
+    queries = sum(48 - b for b in plan.setup.budgets[:-1]) * 21
+    assert plan.inference_images == sum(plan.trainings.values()) * 30 + queries
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "wrong-layout"])
 def test_dry_run_bad_root_is_one_line_naming_dataset_and_docs(
-    kind, small_roots, capsys, tmp_path, monkeypatch
+    kind, tiny_roots, capsys, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
-    roots = dict(small_roots)
+    roots = dict(tiny_roots)
     bad = tmp_path / "sonar-data"
     if kind == "empty":
         bad.mkdir()
     elif kind == "wrong-layout":  # a DOTA tree where the sonar VOC tree should be
-        bad = Path(small_roots["dota"])
+        bad = Path(tiny_roots["dota"])
     roots["sonar"] = str(bad)
     assert main(["run", "full", *_root_args(roots), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
@@ -210,14 +228,14 @@ def test_dry_run_bad_root_is_one_line_naming_dataset_and_docs(
     assert "docs/data.md#sonar" in err
 
 
-def test_dry_run_default_matrix_on_synthetic_data(capsys, small_roots, tmp_path, monkeypatch):
-    """Any matrix: the default one on its built-in synthetic data (already generated above)."""
+def test_dry_run_any_matrix_on_built_in_synthetic_data(capsys, tiny_roots, tmp_path, monkeypatch):
+    """Any matrix: the tiny one on its built-in synthetic data, budgets as fractions."""
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "default", "--domains", "sonar", "--dry-run", "--budgets", "10%,20%"]) == 0
+    assert main(["run", "tiny", "--dry-run", "--budgets", "25%,50%"]) == 0
     out = capsys.readouterr().out
-    assert "built-in synthetic, small" in out
-    assert "40 (10%), 80 (20%)" in out  # 400 pool images
-    assert "39.0 it/s at 128x128 px" in out
+    assert "built-in synthetic, tiny" in out
+    assert "12 (25%), 24 (50%)" in out  # 48 pool patches
+    assert "39.0 it/s at 128x128 px" in out  # tiny_fcos_xs's measured speed
 
 
 def test_real_data_records_name_the_dataset_and_the_leaderboard_says_so(tmp_path):
