@@ -163,6 +163,10 @@ def _mean_px(ds) -> float:
 def plan_domain(setup: DomainSetup, cells: list[Cell], progress: bool = False) -> DomainPlan:
     domain, root, splits = _load(setup, progress)
     pool, test = splits["pool"], splits["test"]
+    overlap = {s.group for s in pool} & {s.group for s in test}  # as the run itself checks
+    if overlap:
+        leak = SpecError(f"groups {sorted(overlap)[:5]} appear in both pool and test splits")
+        raise _fail(setup, root, leak)
     n_units = len(pool.unit_members())
     n_boxes = pool.unit_boxes(pool.ids)
     setup = resolve_budgets(setup, n_units, n_boxes)

@@ -260,3 +260,19 @@ def test_real_data_records_name_the_dataset_and_the_leaderboard_says_so(tmp_path
     assert "- real data: DOTA (version=1.5; folder DOTA; version abc123)" in lines
     synthetic = {**rec, "data": {"synthetic": "small", "synthetic_seed": 0}}
     assert not any(line.startswith("- real data") for line in header_lines([synthetic]))
+
+
+def test_dry_run_rejects_a_group_in_both_pool_and_test(tiny_roots, capsys, tmp_path, monkeypatch):
+    """A survey line (group) split across pool and test would leak: the dry run stops as the run does."""
+    import shutil
+
+    root = tmp_path / "sonar"
+    shutil.copytree(tiny_roots["sonar"], root)
+    main_dir = root / "ImageSets" / "Main"
+    first = {s: (main_dir / f"{s}.txt").read_text().split()[0] for s in ("train", "test")}
+    (root / "groups.csv").write_text(f"id,group\n{first['train']},line7\n{first['test']},line7\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "full", "--domains", "sonar", "--data-root", f"sonar={root}", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "['line7'] appear in both pool and test" in err
+    assert "docs/data.md#sonar" in err
