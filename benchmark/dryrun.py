@@ -79,6 +79,20 @@ def launcher_names() -> list[str]:
     return [str(n) for n in names]
 
 
+def pretrained_weights(detector: str, options: dict) -> Path | None:
+    """Where torchvision keeps the ImageNet backbone a ``pretrained = true`` ResNet-50 detector
+    loads (``torch.hub`` cache), or None when the detector loads none."""
+    from benchmark.detectors import PRESETS
+
+    if not options.get("pretrained") or PRESETS.get(detector, {}).get("backbone") != "resnet50":
+        return None
+    import torch
+    from torchvision.models import ResNet50_Weights
+
+    url = ResNet50_Weights.IMAGENET1K_V2.url  # the weights benchmark.detectors.fcos loads
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
 def rerun_command(a: argparse.Namespace, matrix: str) -> list[str]:
     """The ``labelbudget run`` command of this invocation without ``--dry-run`` and without the
     launcher options (each launcher's are added by ``dry_run``)."""
@@ -267,6 +281,12 @@ def dry_run(
     if matrix.description:
         print(f"  {matrix.description}", file=w)
     print(f"  detector {c0.detector} {c0.detector_options or ''}".rstrip(), file=w)
+    weights = pretrained_weights(c0.detector, c0.detector_options)
+    if weights is not None:
+        state = (
+            "cached" if weights.is_file() else "not cached: downloaded on first use (internet needed), or put"
+        )
+        print(f"  ImageNet weights: {state} {weights}", file=w)
     by_domain: dict[str, list[Cell]] = defaultdict(list)
     for c in matrix.cells:
         by_domain[c.domain.name].append(c)

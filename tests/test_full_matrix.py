@@ -276,3 +276,25 @@ def test_dry_run_rejects_a_group_in_both_pool_and_test(tiny_roots, capsys, tmp_p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "['line7'] appear in both pool and test" in err
     assert "docs/data.md#sonar" in err
+
+
+def test_dry_run_says_whether_the_imagenet_weights_are_cached(tiny_roots, capsys, tmp_path, monkeypatch):
+    import torch
+
+    from benchmark.dryrun import pretrained_weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    path = pretrained_weights("fcos_r50", {"pretrained": True})
+    assert path is not None and path.parent == tmp_path / "hub" / "checkpoints"
+    assert pretrained_weights("fcos_r50", {"pretrained": False}) is None
+    assert pretrained_weights("tiny_fcos_xs", {"pretrained": True}) is None
+    argv = ["run", "full", "--domains", "dota", "--data-root", f"dota={tiny_roots['dota']}", "--dry-run"]
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 0
+    assert f"ImageNet weights: not cached: downloaded on first use (internet needed), or put {path}" in (
+        capsys.readouterr().out
+    )
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert main(argv) == 0
+    assert f"ImageNet weights: cached {path}" in capsys.readouterr().out
