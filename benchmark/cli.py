@@ -3,7 +3,7 @@
 labelbudget run [MATRIX] [--matrix NAME|PATH] [--domains a,b] [--methods m[+strategy],...]
                 [--budgets 20,40,80] [--seeds 0,1,2] [--data-root DOMAIN=PATH]...
                 [--set DOMAIN.OPTION=VALUE]... [--launcher serial|process] [--workers N]
-                [--out DIR] [--leaderboards DIR]
+                [--out DIR] [--leaderboards DIR] [--dry-run]
 labelbudget leaderboard [--runs DIR] [--out DIR] [--no-version-check]
 labelbudget status [--runs DIR]
 labelbudget list
@@ -29,6 +29,7 @@ EPILOG = """examples:
   labelbudget run smoke                 # a fast check (72-83 s per domain on 2 cores)
   labelbudget run --domains dota --methods supervised+entropy --budgets 50,100 --seeds 0
   labelbudget run --data-root dota=/data/DOTA --set dota.version=1.5
+  labelbudget run full --data-root dota=/data/DOTA ... --device cuda:0 --dry-run   # docs/data.md
   labelbudget leaderboard --runs runs/default --out leaderboards
 """
 
@@ -79,11 +80,15 @@ def cmd_run(a: argparse.Namespace) -> int:
         name,
         domains=_csv(a.domains) if a.domains else None,
         methods=_csv(a.methods) if a.methods else None,
-        budgets=[int(x) for x in _csv(a.budgets)] if a.budgets else None,
+        budgets=_csv(a.budgets) if a.budgets else None,  # counts or percentages ("10%")
         seeds=[int(x) for x in _csv(a.seeds)] if a.seeds else None,
         data_roots=_kv(a.data_root, "--data-root"),
         sets=_sets(a.set),
     )
+    if a.dry_run:  # check the data and size the matrix; nothing is trained or written
+        from benchmark.dryrun import dry_run, rerun_command
+
+        return dry_run(matrix, rerun_command(a, name), workers=a.workers, device=a.device)
     out = Path(a.out) if a.out else Path("runs") / matrix.name
     lb = Path(a.leaderboards) if a.leaderboards else out / "leaderboards"
     if lb.resolve() == (Path.cwd() / "leaderboards").resolve() and not a.leaderboards_force:
@@ -349,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--leaderboards", help="tables folder (default <out>/leaderboards)")
     r.add_argument("--leaderboards-force", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every data root, annotation and option, print per domain the runs, rounds, images "
+        "per round and estimated GPU-hours, and the command for each launcher; train nothing",
+    )
     r.set_defaults(func=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="aggregate the records of a runs folder into tables")

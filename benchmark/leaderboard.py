@@ -635,6 +635,15 @@ def _fmt_num(x: Any) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}"
 
 
+def _real_data(r: dict[str, Any]) -> str:
+    """A real dataset as the records name it: the matrix's label, the adapter options (DOTA version,
+    fog beta, ...), the root's folder name and the content hash."""
+    d = r["data"]
+    opts = ", ".join(f"{k}={v}" for k, v in sorted((r.get("domain_options") or {}).items()) if v is not None)
+    where = f"folder {d['root']}; version {r['dataset_version']}"
+    return f"{d.get('dataset', r['domain'])} ({opts + '; ' if opts else ''}{where})"
+
+
 def header_lines(records: list[dict[str, Any]]) -> list[str]:
     """Provenance from the records themselves: commit, date, matrix, device and packages."""
     commits = sorted({str(r["provenance"].get("git_commit", "unknown")) for r in records})
@@ -651,8 +660,10 @@ def header_lines(records: list[dict[str, Any]]) -> list[str]:
             packages[k].add(str(v))
     pk = ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(packages.items()))
     date = f"{finished[0]} … {finished[-1]}" if finished else "unknown"
+    real = sorted({_real_data(r) for r in records if "root" in (r.get("data") or {})})
     return [
         f"- matrix: {', '.join(matrices)}; dataset version: {', '.join(versions)}",
+        *([f"- real data: {'; '.join(real)}"] if real else []),
         f"- commit: {', '.join(commits)}",
         f"- runs finished: {date} (from the records)",
         f"- device: {', '.join(devices)}; launcher: {', '.join(launchers)}",

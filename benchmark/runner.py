@@ -14,7 +14,7 @@ import sys
 import threading
 from collections import defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from benchmark.protocol import ensure_initial_split, load_domain_data, run_cell, run_path
 from benchmark.results import RunDir
-from benchmark.spec import Cell, Matrix, with_version
+from benchmark.spec import Cell, DomainSetup, Matrix, resolve_budgets, with_version
 from domains.base import SpecError
 
 LAUNCHERS = ("serial", "process")
@@ -41,16 +41,21 @@ def prepare(matrix: Matrix, out: Path, progress: bool = True) -> list[Cell]:
     """Load each domain once (generating synthetic data if needed), stamp dataset versions on the
     cells and write the initial splits."""
     versions: dict[str, str] = {}
+    resolved: dict[str, DomainSetup] = {}
     cells = []
     for name, setup in matrix.domains.items():
         data = load_domain_data(setup, progress=progress)
         versions[name] = data.version
+        # budgets given as fractions ("10%") become counts of this pool
+        setup = resolved[name] = resolve_budgets(
+            setup, len(data.pool.unit_members()), data.pool.unit_boxes(data.pool.ids)
+        )
         if setup.budget_unit == "images" and setup.budgets[-1] > len(data.pool):
             raise SpecError(
                 f"{name}: the last budget {setup.budgets[-1]} exceeds the pool's {len(data.pool)} images"
             )
     for c in matrix.cells:
-        cell = with_version(c, versions[c.domain.name])
+        cell = with_version(replace(c, domain=resolved[c.domain.name]), versions[c.domain.name])
         ensure_initial_split(out, cell, load_domain_data(cell.domain, progress=False).pool)
         cells.append(cell)
     return cells

@@ -9,7 +9,10 @@ A matrix (``benchmark/matrices/<name>.toml``)::
     seeds = [0, 1]
     budget_unit = "images"          # or "boxes"
     budgets = [40, 80, 160]         # cumulative label budgets, one AL round each
+    # budgets = ["5%", "10%", "20%"]  # or fractions of the pool's labelling units (boxes with
+    #                                 # budget_unit = "boxes"), resolved once the data is loaded
     threads = 1                     # torch threads per run (recorded; part of the run id)
+    # real_data = true              # every domain needs a root (no synthetic fallback; `full`)
     [detector]
     name = "tiny_fcos_xs"
     [schedule]                      # benchmark.training.Schedule fields
@@ -17,7 +20,10 @@ A matrix (``benchmark/matrices/<name>.toml``)::
     [domains.dota]                  # per-domain settings; anything else is an adapter option
     synthetic_size = "small"        # used when no root is given
     # root = "/data/DOTA"           # real data (or --data-root dota=PATH)
-    # budgets = [...]               # per-domain override
+    # budgets = [...]               # per-domain override (counts or "N%" fractions)
+    # dataset = "DOTA"              # the dataset's name in messages and real-data records
+    # [domains.dota.schedule]       # per-domain override of [schedule] fields
+    # iterations = 6000
 
 A cell's run id is the sha256 of its canonical spec (no absolute paths, the dataset's content
 version included), so re-running the same matrix finds its finished rounds.
@@ -27,16 +33,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from benchmark.training import Schedule
-from domains.base import SpecError
+from domains.base import DatasetNotFoundError, SpecError
 
 MATRICES_DIR = Path(__file__).parent / "matrices"
-DOMAIN_KEYS = {"root", "synthetic_size", "synthetic_seed", "budgets", "budget_unit", "reference"}
+DOMAIN_KEYS = {
+    "root",
+    "synthetic_size",
+    "synthetic_seed",
+    "budgets",
+    "budget_unit",
+    "reference",
+    "schedule",
+    "dataset",
+}
+DATA_DOCS = "docs/data.md"  # how to arrange each real dataset (one section per domain)
 SCHEMA_VERSION = 1
 
 
@@ -65,11 +82,22 @@ class DomainSetup:
     budgets: tuple[int, ...] = ()
     budget_unit: str = "images"
     reference: bool = False  # also run the full-supervision reference (every pool image labelled)
+    # budgets given as fractions of the pool ("10%" -> 0.1): ``budgets`` stays empty until
+    # ``resolve_budgets`` turns them into counts once the pool is loaded
+    budget_fractions: tuple[float, ...] = ()
+    schedule: Schedule | None = None  # this domain's schedule (None: the matrix's [schedule])
+    dataset: str = ""  # the dataset's name for messages (e.g. "DOTA"); the domain name if empty
+
+    @property
+    def n_rounds(self) -> int:
+        return len(self.budget_fractions) or len(self.budgets)
 
     def data_label(self) -> dict[str, Any]:
         """What identifies the data in a run id (never an absolute path)."""
         if self.root is None:
             return {"synthetic": self.synthetic_size, "synthetic_seed": self.synthetic_seed}
+        if self.dataset:  # the matrix names the dataset (only then: other run ids do not change)
+            return {"root": Path(self.root).name, "dataset": self.dataset}
         return {"root": Path(self.root).name}
 
 
@@ -108,6 +136,8 @@ class Cell:
         out = self._canonical()
         if self.reference:  # only then: the run ids of ordinary cells do not change
             out["reference"] = True
+        if self.domain.budget_fractions:  # likewise: only for budgets given as fractions
+            out["budget_fractions"] = list(self.domain.budget_fractions)
         return out
 
     def _canonical(self) -> dict[str, Any]:
@@ -161,6 +191,7 @@ class Matrix:
     domains: dict[str, DomainSetup]
     source: str  # path or name it came from
     description: str = ""
+    real_data: bool = False  # every domain must have a root (no built-in synthetic fallback)
 
 
 def find_matrix(name_or_path: str) -> Path:
@@ -196,6 +227,48 @@ def _int_list(v: Any, what: str) -> tuple[int, ...]:
     return out
 
 
+def parse_budgets(v: Any, what: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Cumulative budgets: counts (``[25, 100, 300]``) or fractions of the pool written as
+    percentages (``["5%", "10%"]``; on the command line ``--budgets 5%,10%``). Returns
+    ``(counts, ())`` or ``((), fractions)``; the two forms do not mix."""
+    if isinstance(v, str):
+        v = [x.strip() for x in v.split(",") if x.strip()]
+    if not isinstance(v, list | tuple) or not v:
+        raise SpecError(f"{what} must be a non-empty list of counts or percentages, got {v!r}")
+    pct = [isinstance(x, str) and x.strip().endswith("%") for x in v]
+    if not any(pct):
+        b = _int_list(v, what)
+        if any(x <= 0 for x in b) or list(b) != sorted(set(b)):
+            raise SpecError(f"{what} must be positive and strictly increasing, got {list(b)}")
+        return b, ()
+    if not all(pct):
+        raise SpecError(f'{what}: give either counts or percentages such as "10%", not both: {list(v)}')
+    try:
+        f = tuple(float(x.strip()[:-1]) / 100.0 for x in v)
+    except ValueError:
+        raise SpecError(f'{what}: {list(v)} are not percentages such as "10%" or "2.5%"') from None
+    if any(not 0.0 < x <= 1.0 for x in f) or list(f) != sorted(set(f)):
+        raise SpecError(f"{what} must be percentages in (0%, 100%], strictly increasing, got {list(v)}")
+    return (), f
+
+
+def resolve_budgets(setup: DomainSetup, n_units: int, n_boxes: int) -> DomainSetup:
+    """Turn fraction budgets into counts of the loaded pool: of its labelling units
+    (``budget_unit = "images"``) or of its boxes (``"boxes"``), rounded to the nearest integer.
+    A setup with count budgets comes back unchanged."""
+    if not setup.budget_fractions:
+        return setup
+    total = n_units if setup.budget_unit == "images" else n_boxes
+    counts = tuple(max(1, math.floor(f * total + 0.5)) for f in setup.budget_fractions)
+    pcts = ", ".join(f"{100 * f:g}%" for f in setup.budget_fractions)
+    if list(counts) != sorted(set(counts)):
+        raise SpecError(
+            f"budgets of {setup.name} ({pcts}) of a pool of {total} {setup.budget_unit} give "
+            f"{list(counts)}, which is not strictly increasing; use fewer or larger fractions"
+        )
+    return replace(setup, budgets=counts)
+
+
 def parse_value(text: str) -> Any:
     """A ``--set`` value: a TOML literal (number, bool, list, quoted string) or a bare string."""
     try:
@@ -224,7 +297,7 @@ def load_matrix(
     name_or_path: str,
     domains: list[str] | None = None,
     methods: list[str] | None = None,
-    budgets: list[int] | None = None,
+    budgets: list[int] | list[str] | str | None = None,
     seeds: list[int] | None = None,
     data_roots: dict[str, str] | None = None,
     sets: dict[str, dict[str, Any]] | None = None,
@@ -252,6 +325,7 @@ def load_matrix(
         "reference",
         "detector",
         "schedule",
+        "real_data",
     }
     unknown = set(raw) - known_top
     if unknown:
@@ -272,12 +346,14 @@ def load_matrix(
     threads = int(raw.get("threads", 1))
     warm = bool(raw.get("warm_start", False))
     top_reference = raw.get("reference", False)
+    real_data = _bool(raw.get("real_data", False), f"{path}: real_data")
     det = dict(raw.get("detector", {"name": "tiny_fcos"}))
     det_name = str(det.pop("name", "tiny_fcos"))
     if det_name not in PRESETS:
         raise SpecError(f"{path}: unknown detector {det_name!r}; presets: {', '.join(PRESETS)}")
+    top_schedule = dict(raw.get("schedule", {}))
     try:
-        schedule = Schedule(**raw.get("schedule", {}))
+        schedule = Schedule(**top_schedule)
     except TypeError as exc:
         raise SpecError(f"{path}: bad [schedule] table ({exc})") from None
 
@@ -290,9 +366,23 @@ def load_matrix(
         opts = {k: v for k, v in table.items() if k not in DOMAIN_KEYS}
         DOMAINS.get(d)(**opts)  # validates the options
         root = (data_roots or {}).get(d, table.get("root"))
-        b = _int_list(top_budgets if budgets else table.get("budgets", top_budgets), f"budgets of {d}")
-        if any(x <= 0 for x in b) or list(b) != sorted(set(b)):
-            raise SpecError(f"budgets of {d} must be positive and strictly increasing, got {list(b)}")
+        dataset = str(table.get("dataset", ""))
+        if real_data and root is None:
+            raise DatasetNotFoundError(
+                f"{d} ({dataset or d}): the {name} matrix runs on real data, and no root is given: add "
+                f"--data-root {d}=PATH (layout: {DATA_DOCS}#{d})"
+            )
+        b, fracs = parse_budgets(
+            top_budgets if budgets else table.get("budgets", top_budgets), f"budgets of {d}"
+        )
+        dom_schedule = None
+        if "schedule" in table:
+            if not isinstance(table["schedule"], dict):
+                raise SpecError(f"{path}: [domains.{d}.schedule] must be a table of [schedule] fields")
+            try:
+                dom_schedule = Schedule(**{**top_schedule, **table["schedule"]})
+            except TypeError as exc:
+                raise SpecError(f"{path}: bad [domains.{d}.schedule] table ({exc})") from None
         u = str(table.get("budget_unit", unit))
         if u not in ("images", "boxes"):
             raise SpecError(f"budget_unit must be 'images' or 'boxes', got {u!r}")
@@ -305,11 +395,15 @@ def load_matrix(
             b,
             u,
             _bool(table.get("reference", top_reference), f"reference of {d}"),
+            fracs,
+            dom_schedule,
+            dataset,
         )
     for extra in set(data_roots or {}) - set(setups):
         raise SpecError(f"--data-root names domain {extra!r}, which is not in this run's domains")
     cells = []
     for setup in setups.values():
+        sched = setup.schedule or schedule
         for m in meth:
             trainer, _, strategy = m.partition("+")
             base, opts = parse_trainer(trainer)
@@ -320,7 +414,7 @@ def load_matrix(
             if strategy not in STRATEGIES:
                 raise SpecError(f"unknown strategy {strategy!r}; registered: {', '.join(STRATEGIES.names())}")
             for s in seed_list:
-                cells.append(Cell(name, setup, trainer, strategy, s, schedule, det_name, det, threads, warm))
+                cells.append(Cell(name, setup, trainer, strategy, s, sched, det_name, det, threads, warm))
         if setup.reference:  # one full-supervision run per seed, the "% of reference" denominator
             for s in seed_list:
                 cells.append(
@@ -330,14 +424,14 @@ def load_matrix(
                         "supervised",
                         "random",
                         s,
-                        schedule,
+                        sched,
                         det_name,
                         det,
                         threads,
                         reference=True,
                     )
                 )
-    return Matrix(name, tuple(cells), setups, str(path), str(raw.get("description", "")))
+    return Matrix(name, tuple(cells), setups, str(path), str(raw.get("description", "")), real_data)
 
 
 def with_version(cell: Cell, version: str) -> Cell:
