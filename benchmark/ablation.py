@@ -81,7 +81,11 @@ def run_ablation(
         raise SpecError("an ablation needs at least 2 seeds for its intervals (3 or more recommended)")
     vs = variants(method)
     base = load_matrix(matrix, domains=[domain], methods=["supervised+random"], seeds=seeds)
-    b = budget or base.domains[domain].budgets[0]
+    setup = base.domains[domain]
+    if budget is None and not setup.budgets:  # budgets given as fractions of a pool not loaded yet
+        pct = ", ".join(f"{100 * f:g}%" for f in setup.budget_fractions)
+        raise SpecError(f"matrix {matrix!r} gives {domain}'s budgets as fractions ({pct}): pass --budget N")
+    b = budget or setup.budgets[0]
     m = load_matrix(
         matrix,
         domains=[domain],
