@@ -40,13 +40,42 @@ class AnnotationError(LabelbudgetError, ValueError):
     def __init__(self, path: str | Path, line: int, reason: str) -> None:
         self.path = str(path)
         self.line = int(line)
-        self.reason = reason
+        self.reason = cut(reason)
         where = f"{self.path}:{self.line}" if self.line else self.path
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where}: {self.reason}")
 
 
 class SpecError(LabelbudgetError, ValueError):
     """An invalid benchmark matrix, CLI option or domain option."""
+
+
+def cut(text: str, limit: int = 300) -> str:
+    """``text`` shortened to about ``limit`` characters (a 10 MB bad line is not echoed whole into an
+    error message); the cut says how long the original was."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 60]} … [cut: {len(text)} characters in all]"
+
+
+def check_relative(name: str, path: str | Path, line: int, what: str) -> str:
+    """``name`` (a file name, id or relative path read from an annotation file) when it stays inside
+    its dataset root: relative, no ``..`` component, no NUL; else ``AnnotationError``. Symlinks inside
+    the root are followed like any file (they are the user's own layout)."""
+    s = str(name)
+    parts = s.replace("\\", "/").split("/")
+    if not s or "\x00" in s or s.startswith(("/", "\\", "~")) or ".." in parts or (len(s) > 1 and s[1] == ":"):
+        raise AnnotationError(path, line, f"{what} {cut(s, 120)!r} must be a relative path inside the dataset root")
+    return s
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` resolves (symlinks followed) to a place inside ``root``."""
+    try:
+        Path(path).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------------------- sample
@@ -162,6 +191,36 @@ def read_raster(path: str | Path, window: tuple[int, int, int, int] | None = Non
     return _to_uint8_rgb(np.moveaxis(data, 0, -1))
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header (no pixel decode): Pillow, or rasterio for
+    what Pillow cannot open (huge or GDAL-only rasters). A missing, empty, truncated-header or corrupt
+    file raises ``AnnotationError(path, 0, ...)``."""
+    import warnings
+
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        from domains.dota import raster_info
+
+        w, h, _ = raster_info(path)
+    except (OSError, SyntaxError, ValueError) as exc:
+        try:  # formats only GDAL reads
+            from domains.dota import raster_info
+
+            w, h, _ = raster_info(path)
+        except AnnotationError:
+            raise AnnotationError(path, 0, f"unreadable or corrupt image ({cut(str(exc), 160)})") from None
+    if w < 1 or h < 1:
+        raise AnnotationError(path, 0, f"image header says {w}x{h}")
+    return int(w), int(h)
+
+
 def _to_uint8_rgb(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
@@ -231,9 +290,9 @@ class DomainDataset(Sequence[Sample]):
         nc = len(self.classes)
         for s in self.samples:
             if len(s.labels) and (s.labels.min() < 0 or s.labels.max() >= nc):
-                raise ValueError(f"sample {s.id}: label index outside 0..{nc - 1}")
+                raise AnnotationError(s.image_path or domain, 0, f"sample {s.id}: label index outside 0..{nc - 1}")
             if not np.isfinite(s.boxes).all():
-                raise ValueError(f"sample {s.id}: non-finite box coordinates")
+                raise AnnotationError(s.image_path or domain, 0, f"sample {s.id}: non-finite box coordinates")
         h = hashlib.sha256()
         h.update("\n".join(sorted(self._index)).encode())
         h.update(annotation_digest.encode())

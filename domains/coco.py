@@ -56,7 +56,11 @@ from domains.base import (
     MetricSpec,
     Sample,
     SpecError,
+    check_relative,
+    cut,
     digest_files,
+    image_size,
+    inside,
     register_domain,
 )
 
@@ -72,7 +76,7 @@ def _entry(kind: str, k: int, e: Any) -> str:
 
 def read_coco(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is accepted
     except json.JSONDecodeError as exc:
         raise AnnotationError(path, exc.lineno, f"malformed JSON ({exc.msg})") from None
     except UnicodeDecodeError as exc:
@@ -143,8 +147,13 @@ class COCODomain(Domain):
                     f"coco: annotation file {p} is missing (option {key}, split {split!r})"
                 )
 
-    def _find_image(self, root: Path, ann: Path, im: dict[str, Any]) -> Path | None:
+    def _find_image(self, root: Path, ann: Path, im: dict[str, Any], where: str) -> Path | None:
+        """The image file of an entry. ``file_name`` (and ``path``) must stay inside the dataset root
+        (or the annotation file's folder): relative, no ``..``; symlinks inside the root are followed.
+        An absolute ``path`` is accepted only where it lies inside one of those folders."""
         fn = str(im.get("file_name", ""))
+        if fn:
+            check_relative(fn, ann, 0, f"{where}: file_name")
         cands = []
         if self.options["images"]:
             cands.append(root / str(self.options["images"]) / fn)
@@ -152,7 +161,15 @@ class COCODomain(Domain):
             cands += [root / fn, root / "images" / fn, ann.parent / fn, root / ann.stem / fn]
         if im.get("path"):
             p = Path(str(im["path"]))
-            cands.append(p if p.is_absolute() else root / p)
+            if p.is_absolute():
+                if not (inside(p, root) or inside(p, ann.parent)):
+                    raise AnnotationError(
+                        ann, 0, f"{where}: path {cut(str(p), 120)!r} lies outside the dataset root {root}"
+                    )
+                cands.append(p)
+            else:
+                check_relative(str(p), ann, 0, f"{where}: path")
+                cands += [root / p, ann.parent / p]
         for c in cands:
             if c.is_file():
                 return c
@@ -173,6 +190,11 @@ class COCODomain(Domain):
         self.classes = names  # type: ignore[misc]
         cat_index = {c: k for k, c in enumerate(cat_ids)}
         report = LoadReport()
+        # train / test overlap: an image in both splits would be scored on data it was trained on
+        other_path = self._ann_path(root, other)
+        other_ids: set[str] = set()
+        if other_path.is_file() and other_path.resolve() != path.resolve():
+            other_ids = self._sample_ids(other_path)
         images: dict[int, dict[str, Any]] = {}
         sample_ids: set[str] = set()
         for k, im in enumerate(data["images"]):
@@ -190,13 +212,25 @@ class COCODomain(Domain):
                 sid = str(
                     im.get("sample_id") or Path(str(im.get("file_name", im["id"]))).with_suffix("").as_posix()
                 )
+                check_relative(sid, path, 0, f"{where}: sample id")
                 if sid in sample_ids:
                     raise AnnotationError(path, 0, f"{where}: duplicate sample id {sid!r}")
-                img = self._find_image(root, path, im)
+                if sid in other_ids:
+                    raise AnnotationError(
+                        path, 0, f"{where}: sample id {sid!r} is also in the {other} split ({other_path.name})"
+                    )
+                img = self._find_image(root, path, im, where)
                 if img is None:
                     raise AnnotationError(
-                        path, 0, f"{where}: image {im.get('file_name')!r} missing on disk under {root}"
+                        path, 0, f"{where}: image {cut(str(im.get('file_name')), 120)!r} missing on disk under {root}"
                     )
+                win = im.get("window")
+                if win is None:  # the file's header must agree with the entry's size
+                    fw, fh = image_size(img)
+                    if (fw, fh) != (w, h):
+                        raise AnnotationError(
+                            path, 0, f"{where}: width x height {w}x{h}, but the image {img.name} is {fw}x{fh}"
+                        )
             except AnnotationError as err:
                 report.problem(err, lenient, "images")
                 continue
@@ -233,9 +267,17 @@ class COCODomain(Domain):
                     x, y, bw, bh = (float(v) for v in a["bbox"])
                 except (KeyError, TypeError, ValueError):
                     raise AnnotationError(path, 0, f"{where}: bbox must be [x, y, w, h]") from None
-                if not np.isfinite([x, y, bw, bh]).all() or bw <= 0 or bh <= 0:
+                xyxy = np.array([x, y, x + bw, y + bh], np.float64)
+                if not np.isfinite(xyxy.astype(np.float32)).all():
+                    raise AnnotationError(path, 0, f"{where}: bbox {cut(str(a['bbox']), 120)} is not finite")
+                if bw <= 0 or bh <= 0:
                     raise AnnotationError(
                         path, 0, f"{where}: bbox {a['bbox']} has a non-positive width or height"
+                    )
+                iw, ih = images[iid]["w"], images[iid]["h"]
+                if xyxy[2] <= 0 or xyxy[3] <= 0 or xyxy[0] >= iw or xyxy[1] >= ih:
+                    raise AnnotationError(
+                        path, 0, f"{where}: bbox {a['bbox']} lies wholly outside the {iw}x{ih} image"
                     )
             except AnnotationError as err:
                 report.problem(err, lenient, "annotations")
@@ -247,7 +289,7 @@ class COCODomain(Domain):
             ignore = bool(a.get("iscrowd", 0)) or bool(a.get("ignore", 0))
             images[iid]["objs"].append(
                 (
-                    np.array([x, y, x + bw, y + bh]),
+                    xyxy,
                     cat_index[a["category_id"]],
                     int(a.get("difficult", 0)),
                     ignore,
@@ -281,6 +323,18 @@ class COCODomain(Domain):
         return DomainDataset(
             self.name, split, names, samples, digest_files([path]), report, options=dict(self.options)
         )
+
+    @staticmethod
+    def _sample_ids(path: Path) -> set[str]:
+        """The sample ids of a COCO file, read the way ``load`` reads them (entries it would reject
+        are left out: ``load`` of that split reports them)."""
+        out = set()
+        for im in read_coco(path)["images"]:
+            if isinstance(im, dict) and isinstance(im.get("id"), int | str):
+                out.add(
+                    str(im.get("sample_id") or Path(str(im.get("file_name", im["id"]))).with_suffix("").as_posix())
+                )
+        return out
 
     @classmethod
     def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:

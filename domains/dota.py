@@ -110,7 +110,7 @@ def parse_label_file(
     diffs: list[int] = []
     meta: dict[str, Any] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 BOM is accepted
     except UnicodeDecodeError as exc:
         raise AnnotationError(path, 0, f"not a UTF-8 text file ({exc})") from exc
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -374,9 +374,19 @@ class DOTA(Domain):
                     )
                     continue
                 images[p.stem] = p
+        # train / val overlap: a scene in both would be scored on data it was trained on
+        other_dir = root / ("val" if d.name == "train" else "train") / "labelTxt"
+        overlap = {p.stem for p in other_dir.glob("*.txt")} if other_dir.is_dir() else set()
         scenes = []
         for lf in label_files:
             sid = lf.stem
+            if sid in overlap:
+                report.problem(
+                    AnnotationError(lf, 0, f"scene {sid!r} is also in {other_dir} (train and val must not overlap)"),
+                    lenient,
+                    "images",
+                )
+                continue
             img = images.get(sid)
             if img is None:
                 report.problem(

@@ -52,6 +52,8 @@ from domains.base import (
     LoadReport,
     MetricSpec,
     Sample,
+    check_relative,
+    cut,
     digest_files,
     register_domain,
 )
@@ -70,8 +72,12 @@ class XmlNode:
 
     tag: str
     line: int
-    text: str = ""
+    parts: list[str] = field(default_factory=list)  # character data, joined once (not `+=`: quadratic)
     children: list[XmlNode] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
     def find(self, tag: str) -> XmlNode | None:
         return next((c for c in self.children if c.tag == tag), None)
@@ -98,17 +104,28 @@ def parse_xml(path: str | Path) -> XmlNode:
 
     def chars(data: str) -> None:
         if stack:
-            stack[-1].text += data
+            stack[-1].parts.append(data)
+
+    def entity_decl(name: str, *_args: Any) -> None:
+        # entity declarations ("billion laughs" expansion, external entities) are refused up front,
+        # as defusedxml does: a VOC annotation never needs one
+        raise AnnotationError(
+            path, parser.CurrentLineNumber, f"XML entity declaration {name!r} refused (DTD entities are not allowed)"
+        )
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = chars
+    parser.EntityDeclHandler = entity_decl
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
     try:
         parser.Parse(path.read_bytes(), True)
     except xml.parsers.expat.ExpatError as exc:
         raise AnnotationError(
             path, exc.lineno, f"malformed XML: {xml.parsers.expat.ErrorString(exc.code)}"
         ) from None
+    if not roots:
+        raise AnnotationError(path, 1, "no XML element")
     return roots[0]
 
 
@@ -201,11 +218,26 @@ def parse_voc(
 # -------------------------------------------------------------------------------------- adapter
 
 
+def _read_text(path: Path) -> str:
+    """A small text file as UTF-8 (a BOM is accepted); anything else is an ``AnnotationError``."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(path, 0, f"not a UTF-8 text file ({exc})") from None
+
+
 def _read_list(path: Path, report: LoadReport, lenient: bool) -> list[str]:
     ids, seen = [], {}
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, raw in enumerate(_read_text(path).splitlines(), start=1):
         sid = raw.strip()
         if not sid:
+            continue
+        try:
+            check_relative(sid, path, lineno, "id")
+            if "/" in sid or "\\" in sid:
+                raise AnnotationError(path, lineno, f"id {cut(sid, 120)!r} must be a file stem (no folder)")
+        except AnnotationError as err:
+            report.problem(err, lenient, "images")
             continue
         if sid in seen:
             report.problem(
@@ -242,7 +274,7 @@ class Sonar(Domain):
         p = root / "classes.txt"
         if not p.is_file():
             return SCTD_CLASSES
-        names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        names = [ln.strip() for ln in _read_text(p).splitlines() if ln.strip()]
         if not names or len(set(names)) != len(names):
             raise AnnotationError(p, 0, "classes.txt must list distinct class names, one a line")
         return tuple(names)
@@ -270,7 +302,7 @@ class Sonar(Domain):
         if not p.is_file():
             return {}
         out = {}
-        for lineno, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, raw in enumerate(_read_text(p).splitlines(), start=1):
             parts = [t.strip() for t in raw.split(",")]
             if lineno == 1 and parts[:2] == ["id", "group"]:
                 continue
