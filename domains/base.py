@@ -359,6 +359,91 @@ class DomainDataset(Sequence[Sample]):
         return counts
 
 
+def check_images(ds: DomainDataset, deep: bool = False, lenient: bool = False) -> int:
+    """``data check``: read every image header of ``ds`` (size against the annotation; a patch's window
+    inside its file) and, with ``deep``, decode every image file (and every sonar mask) once. A missing,
+    empty, truncated or corrupt file is an ``AnnotationError``; with ``lenient`` it is recorded in
+    ``ds.report`` (counted as ``images``). Returns the number of files read."""
+    files: dict[str, tuple[int, int] | None] = {}
+    n = 0
+
+    def header(path: str) -> tuple[int, int] | None:
+        nonlocal n
+        if path not in files:
+            n += 1
+            try:
+                files[path] = image_size(path)
+                if deep:
+                    read_raster(path)
+            except AnnotationError as err:
+                files[path] = None
+                ds.report.problem(err, lenient, "images")
+        return files[path]
+
+    for s in ds:
+        frame_bytes = getattr(s, "frame_bytes", None)
+        if frame_bytes is not None:  # a video frame (Caltech .seq): its JPEG header, or all of it
+            try:
+                if deep:
+                    s.read_image()
+                else:
+                    import io
+
+                    from PIL import Image
+
+                    with Image.open(io.BytesIO(frame_bytes())) as im:
+                        fw, fh = im.size
+                    if (fw, fh) != (s.width, s.height):
+                        raise AnnotationError(
+                            str(s.image_path), 0, f"frame of {s.id} is {fw}x{fh}, the header says {s.width}x{s.height}"
+                        )
+            except (OSError, SyntaxError) as exc:
+                ds.report.problem(
+                    AnnotationError(str(s.image_path), 0, f"frame of {s.id} is not a readable JPEG ({exc})"),
+                    lenient,
+                    "images",
+                )
+            except AnnotationError as err:
+                ds.report.problem(err, lenient, "images")
+            continue
+        if s.image_path is None:
+            continue
+        if not Path(s.image_path).is_file():
+            ds.report.problem(AnnotationError(s.image_path, 0, f"image of sample {s.id} is missing"), lenient, "images")
+            continue
+        size = header(s.image_path)
+        if size is None:
+            continue
+        fw, fh = size
+        if s.window is None:
+            if (fw, fh) != (s.width, s.height):
+                ds.report.problem(
+                    AnnotationError(
+                        s.image_path, 0, f"image is {fw}x{fh} but the annotation of {s.id} says {s.width}x{s.height}"
+                    ),
+                    lenient,
+                    "images",
+                )
+        else:
+            x, y, w, h = s.window
+            if x < 0 or y < 0 or x + w > fw or y + h > fh:
+                ds.report.problem(
+                    AnnotationError(s.image_path, 0, f"window {s.window} of {s.id} reaches outside the {fw}x{fh} image"),
+                    lenient,
+                    "images",
+                )
+        mask = s.meta.get("mask_path") if isinstance(s.meta, dict) else None
+        if mask:
+            msize = header(str(mask))
+            if msize is not None and msize != (fw, fh):
+                ds.report.problem(
+                    AnnotationError(str(mask), 0, f"mask is {msize[0]}x{msize[1]} but the image is {fw}x{fh}"),
+                    lenient,
+                    "images",
+                )
+    return n
+
+
 def digest_files(paths: Iterable[Path]) -> str:
     """sha256 over the names and bytes of annotation files (sorted), for ``DomainDataset.version``."""
     h = hashlib.sha256()

@@ -350,7 +350,7 @@ class COCODomain(Domain):
             raise SpecError(f"synthetic coco size must be one of {', '.join(SYNTH_PRESETS)}, got {size!r}")
         n_train, n_val = SYNTH_PRESETS[size]
         root = Path(root)
-        with atomic_tree(root) as tmp:
+        with atomic_tree(root, "coco") as tmp:
             (tmp / "images").mkdir()
             (tmp / "annotations").mkdir()
             rng = np.random.default_rng([seed, 0xC0C0])
