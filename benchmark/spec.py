@@ -124,7 +124,12 @@ class Cell:
             "budget_unit": self.budget_unit,
             "schedule": asdict(self.schedule),
             "detector": self.detector,
-            "detector_options": self.detector_options,
+            # a weights file is named by its file name (no absolute path); `download` does not change it
+            "detector_options": {
+                k: (Path(v).name if k == "weights" else v)
+                for k, v in self.detector_options.items()
+                if k != "download"
+            },
             "threads": self.threads,
             "warm_start": self.warm_start,
             # the code that produced the run: a changed method or strategy gets a new run id, so a
@@ -257,10 +262,24 @@ def load_matrix(
     if unknown:
         raise SpecError(f"{path}: unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(known_top))}")
     name = str(raw.get("name", path.stem))
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):  # it names the runs/<name> folder
+        raise SpecError(f"{path}: matrix name {name[:80]!r} must match [A-Za-z0-9_.-]+ without a leading dot")
     dom_tables = raw.get("domains", {})
     if isinstance(dom_tables, list):
         dom_tables = {d: {} for d in dom_tables}
+    if not isinstance(dom_tables, dict) or not all(isinstance(v, dict) for v in dom_tables.values()):
+        raise SpecError(f"{path}: 'domains' must be a list of names or [domains.NAME] tables")
     dom_names = list(domains) if domains else list(dom_tables)
+    for d in dict.fromkeys([*dom_names, *dom_tables]):
+        if d not in DOMAINS:
+            raise SpecError(f"unknown domain {d!r}; registered: {', '.join(DOMAINS.names())}")
+    for d in sets or {}:
+        if d not in dom_names:
+            raise SpecError(
+                f"--set names domain {d!r}, which is not in this run's domains ({', '.join(dom_names)})"
+            )
     if not dom_names:
         raise SpecError(f"{path}: no domains")
     meth = list(methods) if methods else list(raw.get("methods", []))
@@ -269,16 +288,32 @@ def load_matrix(
     seed_list = _int_list(seeds if seeds else raw.get("seeds", [0]), "seeds")
     top_budgets = budgets if budgets else raw.get("budgets")
     unit = str(raw.get("budget_unit", "images"))
-    threads = int(raw.get("threads", 1))
-    warm = bool(raw.get("warm_start", False))
+    threads = raw.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise SpecError(f"{path}: threads must be a positive integer, got {threads!r}")
+    warm = _bool(raw.get("warm_start", False), f"{path}: warm_start")
     top_reference = raw.get("reference", False)
-    det = dict(raw.get("detector", {"name": "tiny_fcos"}))
+    det_table = raw.get("detector", {"name": "tiny_fcos"})
+    if not isinstance(det_table, dict):
+        raise SpecError(f"{path}: [detector] must be a table")
+    det = dict(det_table)
     det_name = str(det.pop("name", "tiny_fcos"))
     if det_name not in PRESETS:
         raise SpecError(f"{path}: unknown detector {det_name!r}; presets: {', '.join(PRESETS)}")
+    from benchmark.detectors import check_weights
+
     try:
-        schedule = Schedule(**raw.get("schedule", {}))
-    except TypeError as exc:
+        check_weights(det_name, det)  # unknown options, and a missing weights file, before any training
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    sched_table = raw.get("schedule", {})
+    known_sched = sorted(Schedule.__dataclass_fields__)
+    if not isinstance(sched_table, dict) or set(sched_table) - set(known_sched):
+        bad = sorted(set(sched_table) - set(known_sched)) if isinstance(sched_table, dict) else sched_table
+        raise SpecError(f"{path}: unknown [schedule] key(s) {bad}; known: {', '.join(known_sched)}")
+    try:
+        schedule = Schedule(**sched_table)
+    except (TypeError, ValueError) as exc:
         raise SpecError(f"{path}: bad [schedule] table ({exc})") from None
 
     setups: dict[str, DomainSetup] = {}
@@ -288,7 +323,10 @@ def load_matrix(
         table = dict(dom_tables.get(d, {}))
         table.update((sets or {}).get(d, {}))
         opts = {k: v for k, v in table.items() if k not in DOMAIN_KEYS}
-        DOMAINS.get(d)(**opts)  # validates the options
+        try:
+            DOMAINS.get(d)(**opts)  # validates the options
+        except SpecError as exc:
+            raise SpecError(f"{exc} (and the matrix keys {', '.join(sorted(DOMAIN_KEYS))})") from None
         root = (data_roots or {}).get(d, table.get("root"))
         b = _int_list(top_budgets if budgets else table.get("budgets", top_budgets), f"budgets of {d}")
         if any(x <= 0 for x in b) or list(b) != sorted(set(b)):
