@@ -64,7 +64,9 @@ def _ints(s: str, what: str, minimum: int | None = None) -> list[int]:
         try:
             v = int(x)
         except ValueError:
-            raise SpecError(f"{what} expects comma-separated integers, got {cut(x, 80)!r} in {cut(s, 80)!r}") from None
+            raise SpecError(
+                f"{what} expects comma-separated integers, got {cut(x, 80)!r} in {cut(s, 80)!r}"
+            ) from None
         if minimum is not None and v < minimum:
             raise SpecError(f"{what} must be at least {minimum}, got {v}")
         out.append(v)
@@ -86,7 +88,9 @@ def check_device(device: str) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
-        raise SpecError(f"--device {cut(device, 80)!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
+        raise SpecError(
+            f"--device {cut(device, 80)!r} is not a torch device (cpu, cuda, cuda:N, mps)"
+        ) from None
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:

@@ -64,8 +64,16 @@ def check_relative(name: str, path: str | Path, line: int, what: str) -> str:
     the root are followed like any file (they are the user's own layout)."""
     s = str(name)
     parts = s.replace("\\", "/").split("/")
-    if not s or "\x00" in s or s.startswith(("/", "\\", "~")) or ".." in parts or (len(s) > 1 and s[1] == ":"):
-        raise AnnotationError(path, line, f"{what} {cut(s, 120)!r} must be a relative path inside the dataset root")
+    if (
+        not s
+        or "\x00" in s
+        or s.startswith(("/", "\\", "~"))
+        or ".." in parts
+        or (len(s) > 1 and s[1] == ":")
+    ):
+        raise AnnotationError(
+            path, line, f"{what} {cut(s, 120)!r} must be a relative path inside the dataset root"
+        )
     return s
 
 
@@ -290,7 +298,9 @@ class DomainDataset(Sequence[Sample]):
         nc = len(self.classes)
         for s in self.samples:
             if len(s.labels) and (s.labels.min() < 0 or s.labels.max() >= nc):
-                raise AnnotationError(s.image_path or domain, 0, f"sample {s.id}: label index outside 0..{nc - 1}")
+                raise AnnotationError(
+                    s.image_path or domain, 0, f"sample {s.id}: label index outside 0..{nc - 1}"
+                )
             if not np.isfinite(s.boxes).all():
                 raise AnnotationError(s.image_path or domain, 0, f"sample {s.id}: non-finite box coordinates")
         h = hashlib.sha256()
@@ -395,7 +405,9 @@ def check_images(ds: DomainDataset, deep: bool = False, lenient: bool = False) -
                         fw, fh = im.size
                     if (fw, fh) != (s.width, s.height):
                         raise AnnotationError(
-                            str(s.image_path), 0, f"frame of {s.id} is {fw}x{fh}, the header says {s.width}x{s.height}"
+                            str(s.image_path),
+                            0,
+                            f"frame of {s.id} is {fw}x{fh}, the header says {s.width}x{s.height}",
                         )
             except (OSError, SyntaxError) as exc:
                 ds.report.problem(
@@ -409,7 +421,9 @@ def check_images(ds: DomainDataset, deep: bool = False, lenient: bool = False) -
         if s.image_path is None:
             continue
         if not Path(s.image_path).is_file():
-            ds.report.problem(AnnotationError(s.image_path, 0, f"image of sample {s.id} is missing"), lenient, "images")
+            ds.report.problem(
+                AnnotationError(s.image_path, 0, f"image of sample {s.id} is missing"), lenient, "images"
+            )
             continue
         size = header(s.image_path)
         if size is None:
@@ -419,7 +433,9 @@ def check_images(ds: DomainDataset, deep: bool = False, lenient: bool = False) -
             if (fw, fh) != (s.width, s.height):
                 ds.report.problem(
                     AnnotationError(
-                        s.image_path, 0, f"image is {fw}x{fh} but the annotation of {s.id} says {s.width}x{s.height}"
+                        s.image_path,
+                        0,
+                        f"image is {fw}x{fh} but the annotation of {s.id} says {s.width}x{s.height}",
                     ),
                     lenient,
                     "images",
@@ -428,7 +444,9 @@ def check_images(ds: DomainDataset, deep: bool = False, lenient: bool = False) -
             x, y, w, h = s.window
             if x < 0 or y < 0 or x + w > fw or y + h > fh:
                 ds.report.problem(
-                    AnnotationError(s.image_path, 0, f"window {s.window} of {s.id} reaches outside the {fw}x{fh} image"),
+                    AnnotationError(
+                        s.image_path, 0, f"window {s.window} of {s.id} reaches outside the {fw}x{fh} image"
+                    ),
                     lenient,
                     "images",
                 )
@@ -437,7 +455,9 @@ def check_images(ds: DomainDataset, deep: bool = False, lenient: bool = False) -
             msize = header(str(mask))
             if msize is not None and msize != (fw, fh):
                 ds.report.problem(
-                    AnnotationError(str(mask), 0, f"mask is {msize[0]}x{msize[1]} but the image is {fw}x{fh}"),
+                    AnnotationError(
+                        str(mask), 0, f"mask is {msize[0]}x{msize[1]} but the image is {fw}x{fh}"
+                    ),
                     lenient,
                     "images",
                 )

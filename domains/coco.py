@@ -217,12 +217,16 @@ class COCODomain(Domain):
                     raise AnnotationError(path, 0, f"{where}: duplicate sample id {sid!r}")
                 if sid in other_ids:
                     raise AnnotationError(
-                        path, 0, f"{where}: sample id {sid!r} is also in the {other} split ({other_path.name})"
+                        path,
+                        0,
+                        f"{where}: sample id {sid!r} is also in the {other} split ({other_path.name})",
                     )
                 img = self._find_image(root, path, im, where)
                 if img is None:
                     raise AnnotationError(
-                        path, 0, f"{where}: image {cut(str(im.get('file_name')), 120)!r} missing on disk under {root}"
+                        path,
+                        0,
+                        f"{where}: image {cut(str(im.get('file_name')), 120)!r} missing on disk under {root}",
                     )
                 win = im.get("window")
                 if win is None:  # the file's header must agree with the entry's size
@@ -332,7 +336,10 @@ class COCODomain(Domain):
         for im in read_coco(path)["images"]:
             if isinstance(im, dict) and isinstance(im.get("id"), int | str):
                 out.add(
-                    str(im.get("sample_id") or Path(str(im.get("file_name", im["id"]))).with_suffix("").as_posix())
+                    str(
+                        im.get("sample_id")
+                        or Path(str(im.get("file_name", im["id"]))).with_suffix("").as_posix()
+                    )
                 )
         return out
 

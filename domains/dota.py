@@ -382,7 +382,9 @@ class DOTA(Domain):
             sid = lf.stem
             if sid in overlap:
                 report.problem(
-                    AnnotationError(lf, 0, f"scene {sid!r} is also in {other_dir} (train and val must not overlap)"),
+                    AnnotationError(
+                        lf, 0, f"scene {sid!r} is also in {other_dir} (train and val must not overlap)"
+                    ),
                     lenient,
                     "images",
                 )

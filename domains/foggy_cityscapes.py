@@ -405,7 +405,9 @@ class FoggyCityscapes(Domain):
             if suf is not None and f"{img.parent.name}/{img.name[: -len(suf)]}" not in annotated:
                 report.problem(
                     AnnotationError(
-                        img, 0, f"image without an annotation file (gtFine/{split_dir}/{img.parent.name}/"
+                        img,
+                        0,
+                        f"image without an annotation file (gtFine/{split_dir}/{img.parent.name}/"
                         f"{img.name[: -len(suf)]}{POLY_SUFFIX}; a frame with no objects needs one too)",
                     ),
                     lenient,

@@ -79,7 +79,6 @@ from domains.base import (
     check_relative,
     cut,
     digest_files,
-    image_size,
     register_domain,
 )
 
@@ -582,7 +581,9 @@ class Pedestrian(Domain):
             for k, b in enumerate(boxes):
                 if b[2] <= 0 or b[3] <= 0 or b[0] >= w or b[1] >= h:  # partly outside is kept (as published)
                     report.problem(
-                        AnnotationError(p, 0, f"object {k}: box {b.tolist()} lies wholly outside the {w}x{h} image"),
+                        AnnotationError(
+                            p, 0, f"object {k}: box {b.tolist()} lies wholly outside the {w}x{h} image"
+                        ),
                         lenient,
                         "objects",
                     )
@@ -597,7 +598,9 @@ class Pedestrian(Domain):
             if f"{img.parent.name}/{img.name[: -len('_leftImg8bit.png')]}" not in annotated:
                 report.problem(
                     AnnotationError(
-                        img, 0, "image without an annotation file (a frame with no people needs a "
+                        img,
+                        0,
+                        "image without an annotation file (a frame with no people needs a "
                         "_gtBboxCityPersons.json with an empty objects list)",
                     ),
                     lenient,
@@ -629,9 +632,13 @@ class Pedestrian(Domain):
                 )
                 check_relative(sid, path, lineno, "ID")
                 if "/" in sid or "\\" in sid:
-                    raise AnnotationError(path, lineno, f"ID {cut(sid, 120)!r} must be a file stem (no folder)")
+                    raise AnnotationError(
+                        path, lineno, f"ID {cut(sid, 120)!r} must be a file stem (no folder)"
+                    )
                 if sid in other_ids:
-                    raise AnnotationError(path, lineno, f"ID {sid!r} is also in {other.name} (splits must not overlap)")
+                    raise AnnotationError(
+                        path, lineno, f"ID {sid!r} is also in {other.name} (splits must not overlap)"
+                    )
                 if sid in seen:
                     raise AnnotationError(path, lineno, f"duplicate ID {sid!r}")
                 img = root / "Images" / f"{sid}.jpg"
@@ -700,7 +707,9 @@ class Pedestrian(Domain):
                     for oid, pos, occl, posv in frames[i]:
                         if not np.isfinite(pos).all() or not np.isfinite(pos.astype(np.float32)).all():
                             report.problem(
-                                AnnotationError(vbb, 0, f"frame {i}: object {oid} has a non-finite pos {pos.tolist()}"),
+                                AnnotationError(
+                                    vbb, 0, f"frame {i}: object {oid} has a non-finite pos {pos.tolist()}"
+                                ),
                                 lenient,
                                 "objects",
                             )
@@ -717,7 +726,10 @@ class Pedestrian(Domain):
                         if pos[0] + pos[2] <= 0 or pos[1] + pos[3] <= 0 or pos[0] >= w or pos[1] >= h:
                             report.problem(
                                 AnnotationError(
-                                    vbb, 0, f"frame {i}: object {oid} at {pos.tolist()} lies wholly outside the {w}x{h} frame"
+                                    vbb,
+                                    0,
+                                    f"frame {i}: object {oid} at {pos.tolist()} lies wholly outside "
+                                    f"the {w}x{h} frame",
                                 ),
                                 lenient,
                                 "objects",

@@ -110,7 +110,9 @@ def parse_xml(path: str | Path) -> XmlNode:
         # entity declarations ("billion laughs" expansion, external entities) are refused up front,
         # as defusedxml does: a VOC annotation never needs one
         raise AnnotationError(
-            path, parser.CurrentLineNumber, f"XML entity declaration {name!r} refused (DTD entities are not allowed)"
+            path,
+            parser.CurrentLineNumber,
+            f"XML entity declaration {name!r} refused (DTD entities are not allowed)",
         )
 
     parser.StartElementHandler = start

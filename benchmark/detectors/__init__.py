@@ -100,7 +100,9 @@ def check_weights(name: str, options: dict[str, Any]) -> Path | None:
         raise SpecError(f"[detector] weights must be a file path (a string), got {weights!r}")
     if not pretrained or backbone != "resnet50":
         if weights is not None:
-            raise SpecError(f"[detector] weights is only used by a resnet50 backbone with pretrained = true ({name})")
+            raise SpecError(
+                f"[detector] weights is only used by a resnet50 backbone with pretrained = true ({name})"
+            )
         return None
     if weights is not None:
         p = Path(weights).expanduser()
@@ -119,11 +121,13 @@ def check_weights(name: str, options: dict[str, Any]) -> Path | None:
         try:
             ResNet50_Weights.IMAGENET1K_V2.get_state_dict(progress=True)
         except Exception as exc:  # urllib / hash errors: one line, before any training
-            raise SpecError(f"{name}: downloading {ResNet50_Weights.IMAGENET1K_V2.url} failed ({exc})") from None
+            raise SpecError(
+                f"{name}: downloading {ResNet50_Weights.IMAGENET1K_V2.url} failed ({exc})"
+            ) from None
         return cached
     raise SpecError(
         f"{name} with pretrained = true needs the ImageNet weights file {cached} (torchvision's "
-        f"ResNet50_Weights.IMAGENET1K_V2); copy it there, or set [detector] weights = \"PATH\", or allow "
+        f'ResNet50_Weights.IMAGENET1K_V2); copy it there, or set [detector] weights = "PATH", or allow '
         f"the download with [detector] download = true"
     )
 
@@ -163,7 +167,9 @@ def build_detector(name: str, num_classes: int, **overrides: Any) -> FCOS:
     if bad:
         raise SpecError(f"unknown detector option(s) {sorted(bad)}; known: {', '.join(sorted(fields))}")
     path = check_weights(name, overrides)
-    cfg_over = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if k not in WEIGHT_KEYS}
+    cfg_over = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if k not in WEIGHT_KEYS
+    }
     cfg = replace(cfg, **cfg_over)
     if path is not None and path != hub_weights_file():
         model = FCOS(replace(cfg, pretrained=False))  # an explicit file: loaded here, nothing fetched

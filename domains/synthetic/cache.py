@@ -63,7 +63,9 @@ def check_synth_target(root: Path, domain: str, force: bool = False) -> None:
 
     root = Path(root)
     if root.exists() and not root.is_dir():
-        raise SpecError(f"{root} is a file, not a folder; give a folder to write the synthetic {domain} data to")
+        raise SpecError(
+            f"{root} is a file, not a folder; give a folder to write the synthetic {domain} data to"
+        )
     if not root.is_dir() or not any(root.iterdir()):
         return
     owner = synth_marker(root)
