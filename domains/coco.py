@@ -148,9 +148,10 @@ class COCODomain(Domain):
                 )
 
     def _find_image(self, root: Path, ann: Path, im: dict[str, Any], where: str) -> Path | None:
-        """The image file of an entry. ``file_name`` (and ``path``) must stay inside the dataset root
-        (or the annotation file's folder): relative, no ``..``; symlinks inside the root are followed.
-        An absolute ``path`` is accepted only where it lies inside one of those folders."""
+        """The image file of an entry. ``file_name`` (and a relative ``path``) must stay inside the
+        dataset root (or the annotation file's folder): relative, no ``..``; symlinks inside the root
+        are followed. An absolute ``path`` (``data export-coco`` writes one) is accepted only where it
+        lies inside the root, the annotation file's folder or the synthetic-data cache."""
         fn = str(im.get("file_name", ""))
         if fn:
             check_relative(fn, ann, 0, f"{where}: file_name")
@@ -162,9 +163,14 @@ class COCODomain(Domain):
         if im.get("path"):
             p = Path(str(im["path"]))
             if p.is_absolute():
-                if not (inside(p, root) or inside(p, ann.parent)):
+                from domains.synthetic.cache import cache_dir
+
+                if not any(inside(p, r) for r in (root, ann.parent, cache_dir())):
                     raise AnnotationError(
-                        ann, 0, f"{where}: path {cut(str(p), 120)!r} lies outside the dataset root {root}"
+                        ann,
+                        0,
+                        f"{where}: path {cut(str(p), 120)!r} lies outside the dataset root {root} (point the "
+                        "root at a folder that holds the images)",
                     )
                 cands.append(p)
             else:
