@@ -360,8 +360,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``labelbudget: error: ...``, exit 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = " ".join(message.split())
+        self.exit(2, f"labelbudget: error: {cut(msg, 400)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="labelbudget",
         description="labelbudget: active learning x semi-supervised object detection under fixed label "
         "budgets, on remote sensing, sonar, foggy street scenes and pedestrians.",

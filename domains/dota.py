@@ -144,8 +144,8 @@ def parse_label_file(
                     v = float(t)
                 except ValueError:
                     raise AnnotationError(path, lineno, f"non-numeric coordinate {t!r}") from None
-                if not math.isfinite(v):
-                    raise AnnotationError(path, lineno, f"non-finite coordinate {t!r}")
+                if not math.isfinite(v) or abs(v) > 1e30:  # 1e39 is finite here but inf as float32
+                    raise AnnotationError(path, lineno, f"non-finite or absurd coordinate {t!r}")
                 coords.append(v)
             name = tokens[8]
             if name not in classes:

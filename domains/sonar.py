@@ -138,8 +138,8 @@ def _number(node: XmlNode | None, parent: XmlNode, what: str, path: Path) -> flo
         v = float(node.text.strip())
     except ValueError:
         raise AnnotationError(path, node.line, f"non-numeric <{what}> {node.text.strip()!r}") from None
-    if not np.isfinite(v):
-        raise AnnotationError(path, node.line, f"non-finite <{what}> {node.text.strip()!r}")
+    if not np.isfinite(v) or abs(v) > 1e30:  # 1e39 is finite here but inf as float32
+        raise AnnotationError(path, node.line, f"non-finite or absurd <{what}> {node.text.strip()!r}")
     return v
 
 
