@@ -282,8 +282,9 @@ def cmd_data(a: argparse.Namespace) -> int:
             except LabelbudgetError as exc:
                 if not a.lenient:
                     raise
-                print(f"{split}: unusable")  # --lenient: every problem listed, exit 1
-                print(f"  problem: {exc}")
+                print(f"{split}: unusable: {exc}")  # --lenient: every problem listed, exit 1
+                for p in getattr(exc, "problems", None) or [exc]:
+                    print(f"  problem: {p}")
                 bad += 1
                 continue
             counts = ds.class_counts()

@@ -34,6 +34,17 @@ class DatasetNotFoundError(LabelbudgetError, FileNotFoundError):
     """A dataset root, split or file that should exist does not. The message says how to fix it."""
 
 
+class EmptySplitError(DatasetNotFoundError):
+    """A split with no usable sample: every one was skipped (``problems``, what a lenient load
+    recorded) or there were none. The message names the first problem."""
+
+    def __init__(self, message: str, problems: list | None = None) -> None:
+        self.problems = list(problems or [])
+        if self.problems:
+            message += f"; {len(self.problems)} problem(s), the first: {self.problems[0]}"
+        super().__init__(message)
+
+
 class AnnotationError(LabelbudgetError, ValueError):
     """A malformed annotation: names the file, the 1-based line (0 when not line-based) and why."""
 

@@ -52,6 +52,7 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
@@ -72,6 +73,15 @@ SYNTH_SIDES = (128, 160)
 def _entry(kind: str, k: int, e: Any) -> str:
     eid = e.get("id") if isinstance(e, dict) else None
     return f"{kind}[{k}]" + (f" (id {eid})" if eid is not None else "")
+
+
+def _sample_id(im: dict[str, Any]) -> str:
+    """An image entry's sample id: ``sample_id``, else ``file_name`` without its extension, else ``id``."""
+    if im.get("sample_id"):
+        return str(im["sample_id"])
+    fn = str(im.get("file_name") or "")
+    stem = fn.rsplit(".", 1)[0] if "." in fn.rsplit("/", 1)[-1] else fn
+    return stem or str(im["id"])
 
 
 def read_coco(path: Path) -> dict[str, Any]:
@@ -215,9 +225,7 @@ class COCODomain(Domain):
                     raise AnnotationError(
                         path, 0, f"{where}: width and height must be positive integers, got {w!r}x{h!r}"
                     )
-                sid = str(
-                    im.get("sample_id") or Path(str(im.get("file_name", im["id"]))).with_suffix("").as_posix()
-                )
+                sid = _sample_id(im)
                 check_relative(sid, path, 0, f"{where}: sample id")
                 if sid in sample_ids:
                     raise AnnotationError(path, 0, f"{where}: duplicate sample id {sid!r}")
@@ -329,7 +337,7 @@ class COCODomain(Domain):
                 )
             )
         if not samples:
-            raise DatasetNotFoundError(f"coco: no usable images in {path} (split {split!r})")
+            raise EmptySplitError(f"coco: no usable images in {path} (split {split!r})", report.problems)
         return DomainDataset(
             self.name, split, names, samples, digest_files([path]), report, options=dict(self.options)
         )
@@ -341,12 +349,7 @@ class COCODomain(Domain):
         out = set()
         for im in read_coco(path)["images"]:
             if isinstance(im, dict) and isinstance(im.get("id"), int | str):
-                out.add(
-                    str(
-                        im.get("sample_id")
-                        or Path(str(im.get("file_name", im["id"]))).with_suffix("").as_posix()
-                    )
-                )
+                out.add(_sample_id(im))
         return out
 
     @classmethod

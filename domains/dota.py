@@ -56,6 +56,7 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
@@ -456,7 +457,7 @@ class DOTA(Domain):
         scenes, report, label_files = self.load_scenes(root, split, lenient)
         d = self._split_dir(root, split)
         if not scenes:
-            raise DatasetNotFoundError(f"DOTA: no labelled images under {d} (split {split!r})")
+            raise EmptySplitError(f"DOTA: no labelled images under {d} (split {split!r})", report.problems)
         options = dict(self.options)
         if self.label_unit == "image":
             samples = scenes

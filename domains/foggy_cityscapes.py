@@ -77,6 +77,7 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
@@ -414,8 +415,9 @@ class FoggyCityscapes(Domain):
                     "frames",
                 )
         if not samples:
-            raise DatasetNotFoundError(
-                f"Foggy Cityscapes: no usable frames under {root / 'gtFine' / split_dir} (split {split!r})"
+            raise EmptySplitError(
+                f"Foggy Cityscapes: no usable frames under {root / 'gtFine' / split_dir} (split {split!r})",
+                report.problems,
             )
         digest = digest_files(ann_files) + f"|beta={self.options['beta']}|split={split}"
         return DomainDataset(

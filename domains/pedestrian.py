@@ -72,6 +72,7 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
@@ -551,8 +552,8 @@ class Pedestrian(Domain):
         }
         samples, files = loader[fmt](root, split, report, lenient)
         if not samples:
-            raise DatasetNotFoundError(
-                f"pedestrian ({fmt}): no usable images for split {split!r} under {root}"
+            raise EmptySplitError(
+                f"pedestrian ({fmt}): no usable images for split {split!r} under {root}", report.problems
             )
         opts = {**self.options, "format": fmt}
         digest = digest_files(files) + f"|{fmt}|box={self.options['box']}|skip={self.options['train_skip']}"

@@ -49,6 +49,7 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
@@ -228,7 +229,9 @@ def _read_text(path: Path) -> str:
         raise AnnotationError(path, 0, f"not a UTF-8 text file ({exc})") from None
 
 
-def _read_list(path: Path, report: LoadReport, lenient: bool) -> list[str]:
+def _read_list(
+    path: Path, report: LoadReport, lenient: bool, line_of: dict[str, int] | None = None
+) -> list[str]:
     ids, seen = [], {}
     for lineno, raw in enumerate(_read_text(path).splitlines(), start=1):
         sid = raw.strip()
@@ -249,6 +252,8 @@ def _read_list(path: Path, report: LoadReport, lenient: bool) -> list[str]:
             )
             continue
         seen[sid] = lineno
+        if line_of is not None:
+            line_of[sid] = lineno
         ids.append(sid)
     return ids
 
@@ -327,11 +332,13 @@ class Sonar(Domain):
         classes = self.read_classes(root)
         report = LoadReport()
         list_file = root / "ImageSets" / "Main" / f"{SPLIT_FILES[split]}.txt"
-        ids = _read_list(list_file, report, lenient)
-        others = set()
+        line_of: dict[str, int] = {}
+        ids = _read_list(list_file, report, lenient, line_of)
+        others: dict[str, str] = {}
         for other, stem in SPLIT_FILES.items():
             if other != split:
-                others |= set(_read_list(root / "ImageSets" / "Main" / f"{stem}.txt", LoadReport(), True))
+                for sid in _read_list(root / "ImageSets" / "Main" / f"{stem}.txt", LoadReport(), True):
+                    others.setdefault(sid, f"{stem}.txt")
         groups = self._groups(root, report, lenient)
         images: dict[str, Path] = {}
         for p in sorted((root / "JPEGImages").iterdir()):
@@ -346,7 +353,7 @@ class Sonar(Domain):
         for sid in ids:
             if sid in others:
                 report.problem(
-                    AnnotationError(list_file, 0, f"id {sid!r} is also listed in another split"),
+                    AnnotationError(list_file, line_of[sid], f"id {sid!r} is also listed in {others[sid]}"),
                     lenient,
                     "images",
                 )
@@ -407,7 +414,9 @@ class Sonar(Domain):
                 )
             )
         if not samples:
-            raise DatasetNotFoundError(f"sonar: no usable images in split {split!r} ({list_file})")
+            raise EmptySplitError(
+                f"sonar: no usable images in split {split!r} ({list_file})", report.problems
+            )
         return DomainDataset(
             self.name, split, classes, samples, digest_files(ann_files), report, options=dict(self.options)
         )

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Small valid dataset trees, one per native format, that the bad-input corpus corrupts one way each.
 
 Every builder writes a complete, valid tree under ``root`` (a few tiny images) and returns the
@@ -30,13 +31,19 @@ def jpeg_bytes(w: int, h: int, value: int = 90) -> bytes:
 
 # ------------------------------------------------------------------------------------------- DOTA
 
-DOTA_P0001 = "imagesource:GoogleEarth\ngsd:0.5\n10 10 30 10 30 30 10 30 plane 0\n40 40 60 40 60 60 40 60 ship 1\n"
+DOTA_P0001 = (
+    "imagesource:GoogleEarth\ngsd:0.5\n10 10 30 10 30 30 10 30 plane 0\n40 40 60 40 60 60 40 60 ship 1\n"
+)
 DOTA_P0003 = "12 12 28 12 28 28 12 28 small-vehicle 0\n"
 
 
 def build_dota(root: Path) -> list[str]:
     """train: P0001 (2 objects, header lines), P0002 (no objects); val: P0003."""
-    for split, sid, text in (("train", "P0001", DOTA_P0001), ("train", "P0002", ""), ("val", "P0003", DOTA_P0003)):
+    for split, sid, text in (
+        ("train", "P0001", DOTA_P0001),
+        ("train", "P0002", ""),
+        ("val", "P0003", DOTA_P0003),
+    ):
         png(root / split / "images" / f"{sid}.png", 64, 64)
         (root / split / "labelTxt").mkdir(parents=True, exist_ok=True)
         (root / split / "labelTxt" / f"{sid}.txt").write_text(text)
@@ -177,7 +184,10 @@ CT_FRAMES = 30  # pool: frame 0 (train_skip 30); test: frame 29 (dbEval: skip-1:
 def ct_objects(n: int = CT_FRAMES) -> list[list[dict]]:
     frames: list[list[dict]] = [[] for _ in range(n)]
     for i in (0, 29):
-        frames[i] = [{"id": 1, "pos": [4, 2, 6, 14]}, {"id": 2, "pos": [15, 3, 8, 10], "occl": 1, "posv": [15, 3, 8, 5]}]
+        frames[i] = [
+            {"id": 1, "pos": [4, 2, 6, 14]},
+            {"id": 2, "pos": [15, 3, 8, 10], "occl": 1, "posv": [15, 3, 8, 5]},
+        ]
     return frames
 
 
