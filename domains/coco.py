@@ -26,9 +26,15 @@ Sample ids and groups
 Validation
     Malformed JSON, missing ``images``/``annotations``/``categories``, duplicate image, annotation or
     category ids, duplicate sample ids, unknown category ids, annotations of unknown images, boxes
-    with a non-positive width or height, non-positive image sizes and images missing on disk raise
+    with a non-positive width or height, non-finite boxes, boxes wholly outside their image,
+    non-positive image sizes, a size that disagrees with the image file's header, images missing or
+    unreadable on disk, a ``file_name`` that is absolute or climbs out of the root with ``..`` (an
+    absolute ``path``, which ``data export-coco`` writes, only inside the root, the annotation file's
+    folder or the synthetic cache; symlinks inside the root are followed) and a sample id that is in
+    both ``ann`` and ``test_ann`` (train/test overlap; not checked when both name the same file) raise
     ``AnnotationError(path, line, reason)`` (line 0: JSON entries are named by index and id in the
-    reason); with ``lenient=True`` the entry is skipped and counted in the report.
+    reason); with ``lenient=True`` the entry is skipped and counted in the report. A UTF-8 BOM is
+    accepted.
 
 Metrics
     COCO mAP50-95 (pycocotools protocol via faster-coco-eval), then mAP50 and mAP75.

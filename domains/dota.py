@@ -31,11 +31,12 @@ Labelling unit (option ``label_unit``)
 Errors
     A wrong token count, a non-numeric or non-finite coordinate, an unknown class, a difficult
     flag outside {0, 1, 2}, a zero-area box or polygon (collinear corners), an object wholly outside
-    its image, a missing, corrupt or duplicate image and an image without a label file raise
+    its image, a missing, corrupt or duplicate image, an image without a label file and a scene id in
+    both train/ and val/ (overlap) raise
     ``AnnotationError(path, line, reason)``; with ``lenient=True`` the line (or image) is skipped and
     counted in the dataset's report. Repairs are counted too: a self-intersecting polygon (corners out
     of order) is replaced by the minimum rotated rectangle of its corners (shapely), and a box partly
-    outside the image is clipped to it.
+    outside the image is clipped to it. A UTF-8 BOM is accepted.
 
 Licence and citation
     DOTA is for academic use only (see the DOTA website). Xia et al., "DOTA: A Large-scale

@@ -47,8 +47,9 @@ How boxes are made (published repos differ here, which is one reason their numbe
 Errors
     Malformed JSON, missing or non-positive ``imgHeight``/``imgWidth``, an ``objects`` entry without
     ``label``/``polygon``, a polygon with fewer than 3 points or non-numeric points, an instance map
-    of the wrong size, and a missing clear or foggy image raise ``AnnotationError(path, line,
-    reason)``; with ``lenient=True`` the object or frame is skipped and counted.
+    of the wrong size, an instance map missing for one frame while the split's others have one, a
+    missing clear or foggy image and an image without its polygons file raise ``AnnotationError(path,
+    line, reason)``; with ``lenient=True`` the object or frame is skipped and counted.
 
 Metrics
     mAP50 over the 8 classes with VOC07 11-point AP (the DA-Faster protocol; ``voc07`` in

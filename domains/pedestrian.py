@@ -37,12 +37,15 @@ Visibility
 
 Errors
     Malformed JSON (a JSON file, or an ``.odgt`` line that is not JSON), missing ``imgHeight`` /
-    ``imgWidth``, a box with a non-positive width or height, an image missing on disk, a ``.vbb``
-    without the expected fields, a truncated or corrupt ``.seq`` file, and a ``.vbb`` whose frame
-    count differs from its video raise ``AnnotationError(path, line, reason)`` (line = the ``.odgt``
-    line, the JSON error line, else 0 and the object's index in the reason); with ``lenient=True`` the
-    object, image or video is skipped and counted in the dataset's report. Unknown labels/tags are
-    kept as ignore regions and counted.
+    ``imgWidth``, a box with a non-positive width or height, a non-finite box, a box wholly outside its
+    image (CityPersons, CrowdHuman, Caltech alike; partly outside is kept, clipped for CrowdHuman and
+    Caltech as before), an image missing on disk, a CityPersons image without its annotation file, a
+    CrowdHuman ``ID`` that is not a plain file stem or that is in both ``.odgt`` files, a ``.vbb``
+    without the expected fields, a truncated or corrupt ``.seq`` file (or a header frame size of 0), and
+    a ``.vbb`` whose frame count differs from its video raise ``AnnotationError(path, line, reason)``
+    (line = the ``.odgt`` line, the JSON error line, else 0 and the object's index in the reason); with
+    ``lenient=True`` the object, image or video is skipped and counted in the dataset's report. Unknown
+    labels/tags are kept as ignore regions and counted.
 
 Metrics
     MR^-2 Reasonable (lower is better; the Caltech / CityPersons protocol, ``mr2`` in

@@ -25,10 +25,13 @@ Format (DESIGN §5)
 Errors
     Malformed XML (with the parser's line), a missing ``size``, a non-numeric coordinate, an unknown
     class, a difficult flag other than 0/1, an empty box (xmax < xmin), a box wholly outside the image,
-    a missing or corrupt image, a duplicate id in a split file and a mask whose size differs from the
-    image's raise ``AnnotationError(path, line, reason)``; with ``lenient=True`` the object or image is
-    skipped and counted in the dataset's report. A box partly outside the image is clipped and counted as
-    a repair. An empty (0-byte) annotation file is an image without objects (size from the image).
+    a missing or corrupt image, a duplicate id in a split file, an id listed in two split files, an id
+    that is not a plain file stem (``../x``: ids name files under the root), an XML entity declaration
+    (refused up front, as defusedxml does: no "billion laughs", no external entities) and a mask whose
+    size differs from the image's raise ``AnnotationError(path, line, reason)``; with ``lenient=True``
+    the object or image is skipped and counted in the dataset's report. A box partly outside the image
+    is clipped and counted as a repair. An empty (0-byte) annotation file is an image without objects
+    (size from the image).
 
 Licence and citation
     SCTD is distributed by its authors for research; cite Zhou et al. 2021 above. The built-in data is
