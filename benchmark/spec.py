@@ -331,6 +331,14 @@ def load_matrix(
         b = _int_list(top_budgets if budgets else table.get("budgets", top_budgets), f"budgets of {d}")
         if any(x <= 0 for x in b) or list(b) != sorted(set(b)):
             raise SpecError(f"budgets of {d} must be positive and strictly increasing, got {list(b)}")
+        size, sseed = table.get("synthetic_size", "small"), table.get("synthetic_seed", 0)
+        if size not in DOMAINS.get(d).synthetic_sizes:
+            sizes = ", ".join(DOMAINS.get(d).synthetic_sizes)
+            raise SpecError(f"synthetic_size of {d} must be one of {sizes}, got {size!r}")
+        if not isinstance(sseed, int) or isinstance(sseed, bool) or sseed < 0:
+            raise SpecError(f"synthetic_seed of {d} must be a non-negative integer, got {sseed!r}")
+        if table.get("root") is not None and not isinstance(table.get("root"), str):
+            raise SpecError(f"root of {d} must be a path (a string), got {table.get('root')!r}")
         u = str(table.get("budget_unit", unit))
         if u not in ("images", "boxes"):
             raise SpecError(f"budget_unit must be 'images' or 'boxes', got {u!r}")
@@ -347,6 +355,9 @@ def load_matrix(
     for extra in set(data_roots or {}) - set(setups):
         raise SpecError(f"--data-root names domain {extra!r}, which is not in this run's domains")
     cells = []
+    for m in meth:  # a method names a folder of runs/<matrix>/<domain>/: no path in it
+        if not isinstance(m, str) or not m or m.startswith(".") or any(c in m for c in "/\\\0"):
+            raise SpecError(f"method {str(m)[:80]!r} must not be empty, start with a dot or hold / or \\")
     for setup in setups.values():
         for m in meth:
             trainer, _, strategy = m.partition("+")
