@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmark.cli import main
 
@@ -72,7 +73,6 @@ ARGV = [
     ["run", "{m}", "--seeds", "x"],
     ["run", "{m}", "--seeds", "-1"],
     ["run", "{m}", "--device", "banana"],
-    ["run", "{m}", "--device", "cuda:0"],
     ["run", "{m}", "--device", "cuda:99"],
     ["run", "{m}", "--workers", "0"],
     ["run", "{m}", "--workers", "x"],
@@ -149,6 +149,14 @@ def test_bad_command_line(argv: list[str], tmp_path: Path, capsys):
     _one_line_error(args, capsys)
     assert (tmp_path / "afile").read_text() == "a user's file\n"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu(tmp_path: Path, capsys):
+    m = tmp_path / "m.toml"
+    m.write_text(GOOD_MATRIX)
+    line = _one_line_error(["run", str(m), "--device", "cuda:0", "--out", str(tmp_path / "r")], capsys)
+    assert "no CUDA GPU" in line and not (tmp_path / "r").exists()
 
 
 def test_unknown_set_key_lists_the_valid_ones(tmp_path: Path, capsys):
