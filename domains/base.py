@@ -40,9 +40,14 @@ class EmptySplitError(DatasetNotFoundError):
 
     def __init__(self, message: str, problems: list | None = None) -> None:
         self.problems = list(problems or [])
+        self.message = message
+        shown = message
         if self.problems:
-            message += f"; {len(self.problems)} problem(s), the first: {self.problems[0]}"
-        super().__init__(message)
+            shown += f"; {len(self.problems)} problem(s), the first: {self.problems[0]}"
+        super().__init__(shown)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.problems))
 
 
 class AnnotationError(LabelbudgetError, ValueError):
@@ -54,6 +59,9 @@ class AnnotationError(LabelbudgetError, ValueError):
         self.reason = cut(reason)
         where = f"{self.path}:{self.line}" if self.line else self.path
         super().__init__(f"{where}: {self.reason}")
+
+    def __reduce__(self):  # picklable: a worker process's error reaches the launcher intact
+        return (type(self), (self.path, self.line, self.reason))
 
 
 class SpecError(LabelbudgetError, ValueError):

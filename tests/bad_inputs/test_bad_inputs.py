@@ -659,3 +659,15 @@ def test_empty_frames_stay_in_the_test_split(tmp_path: Path, capsys):
     foggy_json(froot).write_text(foggy_polygons([]))
     rc, out, _, _ = _run(["data", "check", domain, str(froot), *extra], capsys)
     assert rc == 0 and "test: 1 samples, 0 objects" in out
+
+
+def test_errors_survive_a_worker_process():
+    """A worker's data error reaches the launcher as the same one line (errors are picklable)."""
+    import pickle
+
+    from domains.base import AnnotationError, EmptySplitError
+
+    e = pickle.loads(pickle.dumps(AnnotationError("/d/a.txt", 3, "bad")))
+    assert (type(e), str(e), e.line) == (AnnotationError, "/d/a.txt:3: bad", 3)
+    e = pickle.loads(pickle.dumps(EmptySplitError("no samples", [AnnotationError("/d/b", 0, "x")])))
+    assert str(e) == "no samples; 1 problem(s), the first: /d/b: x" and len(e.problems) == 1
