@@ -292,7 +292,7 @@ class COCODomain(Domain):
                 except (KeyError, TypeError, ValueError):
                     raise AnnotationError(path, 0, f"{where}: bbox must be [x, y, w, h]") from None
                 xyxy = np.array([x, y, x + bw, y + bh], np.float64)
-                if not np.isfinite(xyxy.astype(np.float32)).all():
+                if not np.isfinite(xyxy).all() or np.abs(xyxy).max() > 1e30:  # 1e39: inf as float32
                     raise AnnotationError(path, 0, f"{where}: bbox {cut(str(a['bbox']), 120)} is not finite")
                 if bw <= 0 or bh <= 0:
                     raise AnnotationError(
