@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.registry import UnknownNameError
-from domains.base import LabelbudgetError, SpecError
+from domains.base import LabelbudgetError, SpecError, cut
 
 EPILOG = """examples:
   labelbudget run                       # the default matrix on the built-in synthetic data
@@ -58,6 +58,54 @@ def _kv(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def _ints(s: str, what: str, minimum: int | None = None) -> list[int]:
+    """A comma-separated list of integers (``--budgets 20,40``); anything else is a ``SpecError``."""
+    out = []
+    for x in _csv(s):
+        try:
+            v = int(x)
+        except ValueError:
+            raise SpecError(
+                f"{what} expects comma-separated integers, got {cut(x, 80)!r} in {cut(s, 80)!r}"
+            ) from None
+        if minimum is not None and v < minimum:
+            raise SpecError(f"{what} must be at least {minimum}, got {v}")
+        out.append(v)
+    if not out:
+        raise SpecError(f"{what} is empty")
+    return out
+
+
+def _positive(v: int, what: str) -> int:
+    if v < 1:
+        raise SpecError(f"{what} must be a positive integer, got {v}")
+    return v
+
+
+def check_device(device: str) -> str:
+    """``device`` when torch knows it and this machine has it; else a ``SpecError`` saying why."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise SpecError(
+            f"--device {cut(device, 80)!r} is not a torch device (cpu, cuda, cuda:N, mps)"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise SpecError(f"--device {device}: no CUDA GPU is available on this machine (use --device cpu)")
+        if dev.index is not None and dev.index >= n:
+            raise SpecError(f"--device {device}: this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}")
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise SpecError(f"--device {device}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise SpecError(f"--device {device}: only cpu, cuda[:N] and mps are supported")
+    return device
+
+
 def _sets(items: list[str]) -> dict[str, dict[str, Any]]:
     from benchmark.spec import parse_value
 
@@ -76,12 +124,14 @@ def cmd_run(a: argparse.Namespace) -> int:
     from benchmark.spec import load_matrix
 
     name = a.matrix_opt or a.matrix or "default"
+    check_device(a.device)
+    _positive(a.workers, "--workers")
     matrix = load_matrix(
         name,
         domains=_csv(a.domains) if a.domains else None,
         methods=_csv(a.methods) if a.methods else None,
-        budgets=_csv(a.budgets) if a.budgets else None,  # counts or percentages ("10%")
-        seeds=[int(x) for x in _csv(a.seeds)] if a.seeds else None,
+        budgets=_csv(a.budgets) if a.budgets is not None else None,  # counts or percentages ("10%")
+        seeds=_ints(a.seeds, "--seeds", 0) if a.seeds is not None else None,
         data_roots=_kv(a.data_root, "--data-root"),
         sets=_sets(a.set),
     )
@@ -89,7 +139,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         from benchmark.dryrun import dry_run, rerun_command
 
         return dry_run(matrix, rerun_command(a, name), workers=a.workers, device=a.device)
-    out = Path(a.out) if a.out else Path("runs") / matrix.name
+    out = Path(a.out) if a.out else Path("runs") / safe_name(matrix.name, "matrix name")
     lb = Path(a.leaderboards) if a.leaderboards else out / "leaderboards"
     if lb.resolve() == (Path.cwd() / "leaderboards").resolve() and not a.leaderboards_force:
         raise SpecError(
@@ -129,10 +179,12 @@ def cmd_ablate(a: argparse.Namespace) -> int:
 
     from benchmark.ablation import markdown, run_ablation, write_into_doc
 
+    check_device(a.device)
+    _positive(a.workers, "--workers")
     res = run_ablation(
         a.method,
         domain=a.domain,
-        seeds=[int(x) for x in _csv(a.seeds)],
+        seeds=_ints(a.seeds, "--seeds", 0),
         budget=a.budget,
         matrix=a.matrix,
         out=Path(a.out),
@@ -154,6 +206,8 @@ def cmd_ablate(a: argparse.Namespace) -> int:
 
 def cmd_status(a: argparse.Namespace) -> int:
     runs = Path(a.runs)
+    if not runs.is_dir():
+        raise SpecError(f"runs folder {runs} does not exist")
     specs = sorted(runs.rglob("spec.json"))
     if not specs:
         print(f"no runs under {runs}")
@@ -210,8 +264,11 @@ def cmd_data(a: argparse.Namespace) -> int:
 
     if a.data_cmd == "synth":
         from domains.base import DOMAINS
+        from domains.synthetic.cache import check_synth_target
 
-        root = DOMAINS.get(a.domain).synthesize(Path(a.out), seed=a.seed, size=a.size, progress=True)
+        cls = DOMAINS.get(a.domain)
+        check_synth_target(Path(a.out), a.domain, force=a.force)
+        root = cls.synthesize(Path(a.out), seed=a.seed, size=a.size, progress=True)
         print(f"wrote synthetic {a.domain} ({a.size}, seed {a.seed}) to {root}")
         return 0
     opts = {k: v for k, v in _sets([f"x.{s}" for s in a.set]).get("x", {}).items()}
@@ -219,6 +276,8 @@ def cmd_data(a: argparse.Namespace) -> int:
         opts["format"] = a.format
     dom = get_domain(a.domain, **opts)
     if a.data_cmd == "check":
+        from domains.base import check_images
+
         dom.verify(a.root)
         bad = 0
         present = dom.available_splits(a.root)
@@ -226,7 +285,17 @@ def cmd_data(a: argparse.Namespace) -> int:
             if split not in present:
                 print(f"{split}: not present under {a.root} (skipped; only a run that reads it needs it)")
                 continue
-            ds = dom.load(a.root, split, lenient=a.lenient)
+            try:
+                ds = dom.load(a.root, split, lenient=a.lenient)
+                check_images(ds, deep=a.deep, lenient=a.lenient)
+            except LabelbudgetError as exc:
+                if not a.lenient:
+                    raise
+                print(f"{split}: unusable: {exc}")  # --lenient: every problem listed, exit 1
+                for p in getattr(exc, "problems", None) or [exc]:
+                    print(f"  problem: {p}")
+                bad += 1
+                continue
             counts = ds.class_counts()
             n_obj = sum(s.num_objects for s in ds)
             print(f"{split}: {len(ds)} samples, {n_obj} objects; {ds.report.summary()}")
@@ -270,7 +339,7 @@ def _export_video_frames(ds, coco: dict, out: Path) -> int:
             continue
         dest = _frames_dir(out) / (s.id.replace("/", "__") + ".jpg")
         atomic_write_bytes(dest, frame())
-        im["path"] = str(dest)
+        im["path"] = f"{dest.parent.name}/{dest.name}"  # relative to the JSON's folder: the tree moves as one
         n += 1
     return n
 
@@ -303,8 +372,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``labelbudget: error: ...``, exit 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = " ".join(message.split())
+        self.exit(2, f"labelbudget: error: {cut(msg, 400)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="labelbudget",
         description="labelbudget: active learning x semi-supervised object detection under fixed label "
         "budgets, on remote sensing, sonar, foggy street scenes and pedestrians.",
@@ -433,12 +510,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", default="small", choices=["tiny", "small", "medium"])
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a synthetic dataset of another domain written here before (never a folder of yours)",
+    )
     c = dsub.add_parser(
         "check", help="validate a dataset; prints counts and every problem with file and line"
     )
     c.add_argument("domain")
     c.add_argument("root")
     c.add_argument("--lenient", action="store_true", help="skip and report bad entries instead of stopping")
+    c.add_argument("--deep", action="store_true", help="decode every image (default: every image header)")
     c.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
     c.add_argument("--format", help="dataset format (pedestrian: citypersons, crowdhuman, caltech)")
     e = dsub.add_parser("export-coco", help="write one split as COCO JSON")
@@ -453,12 +536,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def safe_name(name: str, what: str) -> str:
+    """A name read from a file or a matrix that becomes a file or folder name: ``[A-Za-z0-9_.-]+``, no
+    leading dot (so never ``..`` nor a path)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(name)):
+        raise SpecError(f"{what} {cut(str(name), 80)!r} must match [A-Za-z0-9_.-]+ without a leading dot")
+    return str(name)
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OSError (read-only folder, full disk, missing file, ...)."""
+    import errno
+
+    what = exc.strerror or exc.__class__.__name__
+    where = exc.filename if exc.filename is not None else ""
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = "; free some space and re-run the same command (finished work is kept)"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "; choose a folder you can write to (--out)"
+    return cut(f"{where}: {what}{hint}" if where else f"{what}{hint}", 400)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (LabelbudgetError, UnknownNameError) as exc:
-        print(f"labelbudget: error: {exc}", file=sys.stderr)
+        print(f"labelbudget: error: {cut(' '.join(str(exc).split()), 2000)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"labelbudget: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("labelbudget: interrupted; re-run the same command to resume", file=sys.stderr)

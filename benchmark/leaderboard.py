@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -152,6 +153,18 @@ def track_of(paradigm: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------------------- loading
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """``path`` when it resolves inside ``root`` (every output file of a leaderboard does)."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        from domains.base import SpecError
+
+        raise SpecError(f"refusing to write {path}: outside the output folder {root}")
+    return path
+
+
 def validate_record(rec: Any) -> str | None:
     """Why ``rec`` does not follow the record schema (``SCHEMA`` and the cross-field rules), or None."""
     if not isinstance(rec, dict):
@@ -163,6 +176,8 @@ def validate_record(rec: Any) -> str | None:
             return f"field {key!r} missing"
         if not isinstance(rec[key], types) or isinstance(rec[key], bool):
             return f"field {key!r} is {type(rec[key]).__name__}, expected {types[0].__name__}"
+    if not _SAFE_NAME.fullmatch(rec["domain"]):  # it names output files: <out>/<domain>.md
+        return f"domain {rec['domain'][:80]!r} is not a valid name ([A-Za-z0-9_.-]+, no leading dot)"
     if rec["budget_unit"] not in ("images", "boxes"):
         return f"budget_unit {rec['budget_unit']!r} is neither 'images' nor 'boxes'"
     if not rec["metrics"]:
@@ -1004,9 +1019,13 @@ def plot_curves(board: DomainBoard, path: Path) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncol=min(4, max(1, len(labels))), fontsize=8)
     fig.suptitle(f"{board.domain}: mean over seeds; band = 95 % t confidence interval", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, format="png")
-    tmp.replace(path)
+    import io
+
+    from benchmark.results import atomic_write_bytes
+
+    buf = io.BytesIO()  # rendered in memory, written through a unique temp file: two writers never race
+    fig.savefig(buf, dpi=110, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -1061,10 +1080,12 @@ def write_leaderboards(
         board = build_domain(domain, df[df["domain"] == domain], dspecs)
         boards.append(board)
         dom_dropped = [d for d in dropped if d.split(", ", 1)[1].startswith(f"{domain}/")]
-        atomic_write_text(out / f"{domain}.csv", _csv_text(board.rows))
-        atomic_write_text(out / f"{domain}.md", domain_markdown(board, recs, dom_dropped + problems))
+        atomic_write_text(_inside(out / f"{domain}.csv", out), _csv_text(board.rows))
+        atomic_write_text(
+            _inside(out / f"{domain}.md", out), domain_markdown(board, recs, dom_dropped + problems)
+        )
         if plots:
-            plot_curves(board, out / "curves" / f"{domain}.png")
+            plot_curves(board, _inside(out / "curves" / f"{domain}.png", out))
         written[domain] = out / f"{domain}.md"
     if not boards:
         raise FileNotFoundError(f"no benchmark records under {runs}, only full-supervision reference runs")

@@ -455,8 +455,12 @@ def _save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
     """torch.save, atomically (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a read-only folder leaves no temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_round0_cache(cache: Path, model: torch.nn.Module, preds_json, metrics) -> None:

@@ -154,7 +154,12 @@ class Cell:
             "budget_unit": self.budget_unit,
             "schedule": asdict(self.schedule),
             "detector": self.detector,
-            "detector_options": self.detector_options,
+            # a weights file is named by its file name (no absolute path); `download` does not change it
+            "detector_options": {
+                k: (Path(v).name if k == "weights" else v)
+                for k, v in self.detector_options.items()
+                if k != "download"
+            },
             "threads": self.threads,
             "warm_start": self.warm_start,
             # the code that produced the run: a changed method or strategy gets a new run id, so a
@@ -331,10 +336,24 @@ def load_matrix(
     if unknown:
         raise SpecError(f"{path}: unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(known_top))}")
     name = str(raw.get("name", path.stem))
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):  # it names the runs/<name> folder
+        raise SpecError(f"{path}: matrix name {name[:80]!r} must match [A-Za-z0-9_.-]+ without a leading dot")
     dom_tables = raw.get("domains", {})
     if isinstance(dom_tables, list):
         dom_tables = {d: {} for d in dom_tables}
+    if not isinstance(dom_tables, dict) or not all(isinstance(v, dict) for v in dom_tables.values()):
+        raise SpecError(f"{path}: 'domains' must be a list of names or [domains.NAME] tables")
     dom_names = list(domains) if domains else list(dom_tables)
+    for d in dict.fromkeys([*dom_names, *dom_tables]):
+        if d not in DOMAINS:
+            raise SpecError(f"unknown domain {d!r}; registered: {', '.join(DOMAINS.names())}")
+    for d in sets or {}:
+        if d not in dom_names:
+            raise SpecError(
+                f"--set names domain {d!r}, which is not in this run's domains ({', '.join(dom_names)})"
+            )
     if not dom_names:
         raise SpecError(f"{path}: no domains")
     meth = list(methods) if methods else list(raw.get("methods", []))
@@ -343,18 +362,34 @@ def load_matrix(
     seed_list = _int_list(seeds if seeds else raw.get("seeds", [0]), "seeds")
     top_budgets = budgets if budgets else raw.get("budgets")
     unit = str(raw.get("budget_unit", "images"))
-    threads = int(raw.get("threads", 1))
-    warm = bool(raw.get("warm_start", False))
+    threads = raw.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise SpecError(f"{path}: threads must be a positive integer, got {threads!r}")
+    warm = _bool(raw.get("warm_start", False), f"{path}: warm_start")
     top_reference = raw.get("reference", False)
     real_data = _bool(raw.get("real_data", False), f"{path}: real_data")
-    det = dict(raw.get("detector", {"name": "tiny_fcos"}))
+    det_table = raw.get("detector", {"name": "tiny_fcos"})
+    if not isinstance(det_table, dict):
+        raise SpecError(f"{path}: [detector] must be a table")
+    det = dict(det_table)
     det_name = str(det.pop("name", "tiny_fcos"))
     if det_name not in PRESETS:
         raise SpecError(f"{path}: unknown detector {det_name!r}; presets: {', '.join(PRESETS)}")
-    top_schedule = dict(raw.get("schedule", {}))
+    from benchmark.detectors import check_weights
+
+    try:
+        check_weights(det_name, det)  # unknown options, and a missing weights file, before any training
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    sched_table = raw.get("schedule", {})
+    known_sched = sorted(Schedule.__dataclass_fields__)
+    if not isinstance(sched_table, dict) or set(sched_table) - set(known_sched):
+        bad = sorted(set(sched_table) - set(known_sched)) if isinstance(sched_table, dict) else sched_table
+        raise SpecError(f"{path}: unknown [schedule] key(s) {bad}; known: {', '.join(known_sched)}")
+    top_schedule = dict(sched_table)
     try:
         schedule = Schedule(**top_schedule)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise SpecError(f"{path}: bad [schedule] table ({exc})") from None
 
     setups: dict[str, DomainSetup] = {}
@@ -364,7 +399,10 @@ def load_matrix(
         table = dict(dom_tables.get(d, {}))
         table.update((sets or {}).get(d, {}))
         opts = {k: v for k, v in table.items() if k not in DOMAIN_KEYS}
-        DOMAINS.get(d)(**opts)  # validates the options
+        try:
+            DOMAINS.get(d)(**opts)  # validates the options
+        except SpecError as exc:
+            raise SpecError(f"{exc} (and the matrix keys {', '.join(sorted(DOMAIN_KEYS))})") from None
         root = (data_roots or {}).get(d, table.get("root"))
         dataset = str(table.get("dataset", ""))
         if real_data and root is None:
@@ -375,13 +413,26 @@ def load_matrix(
         b, fracs = parse_budgets(
             top_budgets if budgets else table.get("budgets", top_budgets), f"budgets of {d}"
         )
+        size, sseed = table.get("synthetic_size", "small"), table.get("synthetic_seed", 0)
+        if size not in DOMAINS.get(d).synthetic_sizes:
+            sizes = ", ".join(DOMAINS.get(d).synthetic_sizes)
+            raise SpecError(f"synthetic_size of {d} must be one of {sizes}, got {size!r}")
+        if not isinstance(sseed, int) or isinstance(sseed, bool) or sseed < 0:
+            raise SpecError(f"synthetic_seed of {d} must be a non-negative integer, got {sseed!r}")
+        if table.get("root") is not None and not isinstance(table.get("root"), str):
+            raise SpecError(f"root of {d} must be a path (a string), got {table.get('root')!r}")
         dom_schedule = None
         if "schedule" in table:
             if not isinstance(table["schedule"], dict):
                 raise SpecError(f"{path}: [domains.{d}.schedule] must be a table of [schedule] fields")
+            bad = sorted(set(table["schedule"]) - set(known_sched))
+            if bad:
+                raise SpecError(
+                    f"{path}: unknown [domains.{d}.schedule] key(s) {bad}; known: {', '.join(known_sched)}"
+                )
             try:
                 dom_schedule = Schedule(**{**top_schedule, **table["schedule"]})
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise SpecError(f"{path}: bad [domains.{d}.schedule] table ({exc})") from None
         u = str(table.get("budget_unit", unit))
         if u not in ("images", "boxes"):
@@ -402,6 +453,9 @@ def load_matrix(
     for extra in set(data_roots or {}) - set(setups):
         raise SpecError(f"--data-root names domain {extra!r}, which is not in this run's domains")
     cells = []
+    for m in meth:  # a method names a folder of runs/<matrix>/<domain>/: no path in it
+        if not isinstance(m, str) or not m or m.startswith(".") or any(c in m for c in "/\\\0"):
+            raise SpecError(f"method {str(m)[:80]!r} must not be empty, start with a dot or hold / or \\")
     for setup in setups.values():
         sched = setup.schedule or schedule
         for m in meth:

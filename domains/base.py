@@ -34,19 +34,75 @@ class DatasetNotFoundError(LabelbudgetError, FileNotFoundError):
     """A dataset root, split or file that should exist does not. The message says how to fix it."""
 
 
+class EmptySplitError(DatasetNotFoundError):
+    """A split with no usable sample: every one was skipped (``problems``, what a lenient load
+    recorded) or there were none. The message names the first problem."""
+
+    def __init__(self, message: str, problems: list | None = None) -> None:
+        self.problems = list(problems or [])
+        self.message = message
+        shown = message
+        if self.problems:
+            shown += f"; {len(self.problems)} problem(s), the first: {self.problems[0]}"
+        super().__init__(shown)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.problems))
+
+
 class AnnotationError(LabelbudgetError, ValueError):
     """A malformed annotation: names the file, the 1-based line (0 when not line-based) and why."""
 
     def __init__(self, path: str | Path, line: int, reason: str) -> None:
         self.path = str(path)
         self.line = int(line)
-        self.reason = reason
+        self.reason = cut(reason)
         where = f"{self.path}:{self.line}" if self.line else self.path
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where}: {self.reason}")
+
+    def __reduce__(self):  # picklable: a worker process's error reaches the launcher intact
+        return (type(self), (self.path, self.line, self.reason))
 
 
 class SpecError(LabelbudgetError, ValueError):
     """An invalid benchmark matrix, CLI option or domain option."""
+
+
+def cut(text: str, limit: int = 300) -> str:
+    """``text`` shortened to about ``limit`` characters (a 10 MB bad line is not echoed whole into an
+    error message); the cut says how long the original was."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 60]} … [cut: {len(text)} characters in all]"
+
+
+def check_relative(name: str, path: str | Path, line: int, what: str) -> str:
+    """``name`` (a file name, id or relative path read from an annotation file) when it stays inside
+    its dataset root: relative, no ``..`` component, no NUL; else ``AnnotationError``. Symlinks inside
+    the root are followed like any file (they are the user's own layout)."""
+    s = str(name)
+    parts = s.replace("\\", "/").split("/")
+    if (
+        not s
+        or "\x00" in s
+        or s.startswith(("/", "\\", "~"))
+        or ".." in parts
+        or (len(s) > 1 and s[1] == ":")
+    ):
+        raise AnnotationError(
+            path, line, f"{what} {cut(s, 120)!r} must be a relative path inside the dataset root"
+        )
+    return s
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` resolves (symlinks followed) to a place inside ``root``."""
+    try:
+        Path(path).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------------------- sample
@@ -166,6 +222,36 @@ def read_raster(path: str | Path, window: tuple[int, int, int, int] | None = Non
     return _to_uint8_rgb(np.moveaxis(data, 0, -1))
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header (no pixel decode): Pillow, or rasterio for
+    what Pillow cannot open (huge or GDAL-only rasters). A missing, empty, truncated-header or corrupt
+    file raises ``AnnotationError(path, 0, ...)``."""
+    import warnings
+
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        from domains.dota import raster_info
+
+        w, h, _ = raster_info(path)
+    except (OSError, SyntaxError, ValueError) as exc:
+        try:  # formats only GDAL reads
+            from domains.dota import raster_info
+
+            w, h, _ = raster_info(path)
+        except AnnotationError:
+            raise AnnotationError(path, 0, f"unreadable or corrupt image ({cut(str(exc), 160)})") from None
+    if w < 1 or h < 1:
+        raise AnnotationError(path, 0, f"image header says {w}x{h}")
+    return int(w), int(h)
+
+
 def _to_uint8_rgb(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
@@ -280,9 +366,11 @@ class DomainDataset(Sequence[Sample]):
         nc = len(self.classes)
         for s in self.samples:
             if len(s.labels) and (s.labels.min() < 0 or s.labels.max() >= nc):
-                raise ValueError(f"sample {s.id}: label index outside 0..{nc - 1}")
+                raise AnnotationError(
+                    s.image_path or domain, 0, f"sample {s.id}: label index outside 0..{nc - 1}"
+                )
             if not np.isfinite(s.boxes).all():
-                raise ValueError(f"sample {s.id}: non-finite box coordinates")
+                raise AnnotationError(s.image_path or domain, 0, f"sample {s.id}: non-finite box coordinates")
         h = hashlib.sha256()
         h.update("\n".join(sorted(self._index)).encode())
         h.update(annotation_digest.encode())
@@ -347,6 +435,101 @@ class DomainDataset(Sequence[Sample]):
             assert s.ignore is not None
             np.add.at(counts, s.labels[~s.ignore], 1)
         return counts
+
+
+def check_images(ds: DomainDataset, deep: bool = False, lenient: bool = False) -> int:
+    """``data check``: read every image header of ``ds`` (size against the annotation; a patch's window
+    inside its file) and, with ``deep``, decode every image file (and every sonar mask) once. A missing,
+    empty, truncated or corrupt file is an ``AnnotationError``; with ``lenient`` it is recorded in
+    ``ds.report`` (counted as ``images``). Returns the number of files read."""
+    files: dict[str, tuple[int, int] | None] = {}
+    n = 0
+
+    def header(path: str) -> tuple[int, int] | None:
+        nonlocal n
+        if path not in files:
+            n += 1
+            try:
+                files[path] = image_size(path)
+                if deep:
+                    read_raster(path)
+            except AnnotationError as err:
+                files[path] = None
+                ds.report.problem(err, lenient, "images")
+        return files[path]
+
+    for s in ds:
+        frame_bytes = getattr(s, "frame_bytes", None)
+        if frame_bytes is not None:  # a video frame (Caltech .seq): its JPEG header, or all of it
+            try:
+                if deep:
+                    s.read_image()
+                else:
+                    import io
+
+                    from PIL import Image
+
+                    with Image.open(io.BytesIO(frame_bytes())) as im:
+                        fw, fh = im.size
+                    if (fw, fh) != (s.width, s.height):
+                        raise AnnotationError(
+                            str(s.image_path),
+                            0,
+                            f"frame of {s.id} is {fw}x{fh}, the header says {s.width}x{s.height}",
+                        )
+            except (OSError, SyntaxError) as exc:
+                ds.report.problem(
+                    AnnotationError(str(s.image_path), 0, f"frame of {s.id} is not a readable JPEG ({exc})"),
+                    lenient,
+                    "images",
+                )
+            except AnnotationError as err:
+                ds.report.problem(err, lenient, "images")
+            continue
+        if s.image_path is None:
+            continue
+        if not Path(s.image_path).is_file():
+            ds.report.problem(
+                AnnotationError(s.image_path, 0, f"image of sample {s.id} is missing"), lenient, "images"
+            )
+            continue
+        size = header(s.image_path)
+        if size is None:
+            continue
+        fw, fh = size
+        if s.window is None:
+            if (fw, fh) != (s.width, s.height):
+                ds.report.problem(
+                    AnnotationError(
+                        s.image_path,
+                        0,
+                        f"image is {fw}x{fh} but the annotation of {s.id} says {s.width}x{s.height}",
+                    ),
+                    lenient,
+                    "images",
+                )
+        else:
+            x, y, w, h = s.window
+            if x < 0 or y < 0 or x + w > fw or y + h > fh:
+                ds.report.problem(
+                    AnnotationError(
+                        s.image_path, 0, f"window {s.window} of {s.id} reaches outside the {fw}x{fh} image"
+                    ),
+                    lenient,
+                    "images",
+                )
+        mask = s.meta.get("mask_path") if isinstance(s.meta, dict) else None
+        if mask:
+            msize = header(str(mask))
+            if msize is not None and msize != (fw, fh):
+                ds.report.problem(
+                    AnnotationError(
+                        str(mask), 0, f"mask is {msize[0]}x{msize[1]} but the image is {fw}x{fh}"
+                    ),
+                    lenient,
+                    "images",
+                )
+    return n
 
 
 def digest_files(paths: Iterable[Path]) -> str:

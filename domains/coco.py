@@ -26,9 +26,15 @@ Sample ids and groups
 Validation
     Malformed JSON, missing ``images``/``annotations``/``categories``, duplicate image, annotation or
     category ids, duplicate sample ids, unknown category ids, annotations of unknown images, boxes
-    with a non-positive width or height, non-positive image sizes and images missing on disk raise
+    with a non-positive width or height, non-finite boxes, boxes wholly outside their image,
+    non-positive image sizes, a size that disagrees with the image file's header, images missing or
+    unreadable on disk, a ``file_name`` that is absolute or climbs out of the root with ``..`` (an
+    absolute ``path``, which ``data export-coco`` writes, only inside the root, the annotation file's
+    folder or the synthetic cache; symlinks inside the root are followed) and a sample id that is in
+    both ``ann`` and ``test_ann`` (train/test overlap; not checked when both name the same file) raise
     ``AnnotationError(path, line, reason)`` (line 0: JSON entries are named by index and id in the
-    reason); with ``lenient=True`` the entry is skipped and counted in the report.
+    reason); with ``lenient=True`` the entry is skipped and counted in the report. A UTF-8 BOM is
+    accepted.
 
 Metrics
     COCO mAP50-95 (pycocotools protocol via faster-coco-eval), then mAP50 and mAP75.
@@ -52,11 +58,16 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
     SpecError,
+    check_relative,
+    cut,
     digest_files,
+    image_size,
+    inside,
     register_domain,
 )
 
@@ -70,9 +81,18 @@ def _entry(kind: str, k: int, e: Any) -> str:
     return f"{kind}[{k}]" + (f" (id {eid})" if eid is not None else "")
 
 
+def _sample_id(im: dict[str, Any]) -> str:
+    """An image entry's sample id: ``sample_id``, else ``file_name`` without its extension, else ``id``."""
+    if im.get("sample_id"):
+        return str(im["sample_id"])
+    fn = str(im.get("file_name") or "")
+    stem = fn.rsplit(".", 1)[0] if "." in fn.rsplit("/", 1)[-1] else fn
+    return stem or str(im["id"])
+
+
 def read_coco(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is accepted
     except json.JSONDecodeError as exc:
         raise AnnotationError(path, exc.lineno, f"malformed JSON ({exc.msg})") from None
     except UnicodeDecodeError as exc:
@@ -143,8 +163,14 @@ class COCODomain(Domain):
                     f"coco: annotation file {p} is missing (option {key}, split {split!r})"
                 )
 
-    def _find_image(self, root: Path, ann: Path, im: dict[str, Any]) -> Path | None:
+    def _find_image(self, root: Path, ann: Path, im: dict[str, Any], where: str) -> Path | None:
+        """The image file of an entry. ``file_name`` (and a relative ``path``) must stay inside the
+        dataset root (or the annotation file's folder): relative, no ``..``; symlinks inside the root
+        are followed. An absolute ``path`` (``data export-coco`` writes one) is accepted only where it
+        lies inside the root, the annotation file's folder or the synthetic-data cache."""
         fn = str(im.get("file_name", ""))
+        if fn:
+            check_relative(fn, ann, 0, f"{where}: file_name")
         cands = []
         if self.options["images"]:
             cands.append(root / str(self.options["images"]) / fn)
@@ -152,7 +178,20 @@ class COCODomain(Domain):
             cands += [root / fn, root / "images" / fn, ann.parent / fn, root / ann.stem / fn]
         if im.get("path"):
             p = Path(str(im["path"]))
-            cands.append(p if p.is_absolute() else root / p)
+            if p.is_absolute():
+                from domains.synthetic.cache import cache_dir
+
+                if not any(inside(p, r) for r in (root, ann.parent, cache_dir())):
+                    raise AnnotationError(
+                        ann,
+                        0,
+                        f"{where}: path {cut(str(p), 120)!r} lies outside the dataset root {root} (point the "
+                        "root at a folder that holds the images)",
+                    )
+                cands.append(p)
+            else:
+                check_relative(str(p), ann, 0, f"{where}: path")
+                cands += [root / p, ann.parent / p]
         for c in cands:
             if c.is_file():
                 return c
@@ -174,6 +213,11 @@ class COCODomain(Domain):
         self.coco_category_ids = tuple(cat_ids)  # the file's ids (exports and results use them)
         cat_index = {c: k for k, c in enumerate(cat_ids)}
         report = LoadReport()
+        # train / test overlap: an image in both splits would be scored on data it was trained on
+        other_path = self._ann_path(root, other)
+        other_ids: set[str] = set()
+        if other_path.is_file() and other_path.resolve() != path.resolve():
+            other_ids = self._sample_ids(other_path)
         images: dict[int, dict[str, Any]] = {}
         sample_ids: set[str] = set()
         for k, im in enumerate(data["images"]):
@@ -188,16 +232,30 @@ class COCODomain(Domain):
                     raise AnnotationError(
                         path, 0, f"{where}: width and height must be positive integers, got {w!r}x{h!r}"
                     )
-                sid = str(
-                    im.get("sample_id") or Path(str(im.get("file_name", im["id"]))).with_suffix("").as_posix()
-                )
+                sid = _sample_id(im)
+                check_relative(sid, path, 0, f"{where}: sample id")
                 if sid in sample_ids:
                     raise AnnotationError(path, 0, f"{where}: duplicate sample id {sid!r}")
-                img = self._find_image(root, path, im)
+                if sid in other_ids:
+                    raise AnnotationError(
+                        path,
+                        0,
+                        f"{where}: sample id {sid!r} is also in the {other} split ({other_path.name})",
+                    )
+                img = self._find_image(root, path, im, where)
                 if img is None:
                     raise AnnotationError(
-                        path, 0, f"{where}: image {im.get('file_name')!r} missing on disk under {root}"
+                        path,
+                        0,
+                        f"{where}: image {cut(str(im.get('file_name')), 120)!r} missing on disk under {root}",
                     )
+                win = im.get("window")
+                if win is None:  # the file's header must agree with the entry's size
+                    fw, fh = image_size(img)
+                    if (fw, fh) != (w, h):
+                        raise AnnotationError(
+                            path, 0, f"{where}: width x height {w}x{h}, but the image {img.name} is {fw}x{fh}"
+                        )
             except AnnotationError as err:
                 report.problem(err, lenient, "images")
                 continue
@@ -235,9 +293,17 @@ class COCODomain(Domain):
                     x, y, bw, bh = (float(v) for v in a["bbox"])
                 except (KeyError, TypeError, ValueError):
                     raise AnnotationError(path, 0, f"{where}: bbox must be [x, y, w, h]") from None
-                if not np.isfinite([x, y, bw, bh]).all() or bw <= 0 or bh <= 0:
+                xyxy = np.array([x, y, x + bw, y + bh], np.float64)
+                if not np.isfinite(xyxy).all() or np.abs(xyxy).max() > 1e30:  # 1e39: inf as float32
+                    raise AnnotationError(path, 0, f"{where}: bbox {cut(str(a['bbox']), 120)} is not finite")
+                if bw <= 0 or bh <= 0:
                     raise AnnotationError(
                         path, 0, f"{where}: bbox {a['bbox']} has a non-positive width or height"
+                    )
+                iw, ih = images[iid]["w"], images[iid]["h"]
+                if xyxy[2] <= 0 or xyxy[3] <= 0 or xyxy[0] >= iw or xyxy[1] >= ih:
+                    raise AnnotationError(
+                        path, 0, f"{where}: bbox {a['bbox']} lies wholly outside the {iw}x{ih} image"
                     )
             except AnnotationError as err:
                 report.problem(err, lenient, "annotations")
@@ -249,7 +315,7 @@ class COCODomain(Domain):
             ignore = bool(a.get("iscrowd", 0)) or bool(a.get("ignore", 0))
             images[iid]["objs"].append(
                 (
-                    np.array([x, y, x + bw, y + bh]),
+                    xyxy,
                     cat_index[a["category_id"]],
                     int(a.get("difficult", 0)),
                     ignore,
@@ -279,10 +345,20 @@ class COCODomain(Domain):
                 )
             )
         if not samples:
-            raise DatasetNotFoundError(f"coco: no usable images in {path} (split {split!r})")
+            raise EmptySplitError(f"coco: no usable images in {path} (split {split!r})", report.problems)
         return DomainDataset(
             self.name, split, names, samples, digest_files([path]), report, options=dict(self.options)
         )
+
+    @staticmethod
+    def _sample_ids(path: Path) -> set[str]:
+        """The sample ids of a COCO file, read the way ``load`` reads them (entries it would reject
+        are left out: ``load`` of that split reports them)."""
+        out = set()
+        for im in read_coco(path)["images"]:
+            if isinstance(im, dict) and isinstance(im.get("id"), int | str):
+                out.add(_sample_id(im))
+        return out
 
     @classmethod
     def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
@@ -298,7 +374,7 @@ class COCODomain(Domain):
             raise SpecError(f"synthetic coco size must be one of {', '.join(SYNTH_PRESETS)}, got {size!r}")
         n_train, n_val = SYNTH_PRESETS[size]
         root = Path(root)
-        with atomic_tree(root) as tmp:
+        with atomic_tree(root, "coco") as tmp:
             (tmp / "images").mkdir()
             (tmp / "annotations").mkdir()
             rng = np.random.default_rng([seed, 0xC0C0])

@@ -31,11 +31,12 @@ Labelling unit (option ``label_unit``)
 Errors
     A wrong token count, a non-numeric or non-finite coordinate, an unknown class, a difficult
     flag outside {0, 1, 2}, a zero-area box or polygon (collinear corners), an object wholly outside
-    its image, a missing, corrupt or duplicate image and an image without a label file raise
+    its image, a missing, corrupt or duplicate image, an image without a label file and a scene id in
+    both train/ and val/ (overlap) raise
     ``AnnotationError(path, line, reason)``; with ``lenient=True`` the line (or image) is skipped and
     counted in the dataset's report. Repairs are counted too: a self-intersecting polygon (corners out
     of order) is replaced by the minimum rotated rectangle of its corners (shapely), and a box partly
-    outside the image is clipped to it.
+    outside the image is clipped to it. A UTF-8 BOM is accepted.
 
 Licence and citation
     DOTA is for academic use only (see the DOTA website). Xia et al., "DOTA: A Large-scale
@@ -56,6 +57,7 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
@@ -110,7 +112,7 @@ def parse_label_file(
     diffs: list[int] = []
     meta: dict[str, Any] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 BOM is accepted
     except UnicodeDecodeError as exc:
         raise AnnotationError(path, 0, f"not a UTF-8 text file ({exc})") from exc
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -144,8 +146,8 @@ def parse_label_file(
                     v = float(t)
                 except ValueError:
                     raise AnnotationError(path, lineno, f"non-numeric coordinate {t!r}") from None
-                if not math.isfinite(v):
-                    raise AnnotationError(path, lineno, f"non-finite coordinate {t!r}")
+                if not math.isfinite(v) or abs(v) > 1e30:  # 1e39 is finite here but inf as float32
+                    raise AnnotationError(path, lineno, f"non-finite or absurd coordinate {t!r}")
                 coords.append(v)
             name = tokens[8]
             if name not in classes:
@@ -374,9 +376,21 @@ class DOTA(Domain):
                     )
                     continue
                 images[p.stem] = p
+        # train / val overlap: a scene in both would be scored on data it was trained on
+        other_dir = root / ("val" if d.name == "train" else "train") / "labelTxt"
+        overlap = {p.stem for p in other_dir.glob("*.txt")} if other_dir.is_dir() else set()
         scenes = []
         for lf in label_files:
             sid = lf.stem
+            if sid in overlap:
+                report.problem(
+                    AnnotationError(
+                        lf, 0, f"scene {sid!r} is also in {other_dir} (train and val must not overlap)"
+                    ),
+                    lenient,
+                    "images",
+                )
+                continue
             img = images.get(sid)
             if img is None:
                 report.problem(
@@ -444,7 +458,7 @@ class DOTA(Domain):
         scenes, report, label_files = self.load_scenes(root, split, lenient)
         d = self._split_dir(root, split)
         if not scenes:
-            raise DatasetNotFoundError(f"DOTA: no labelled images under {d} (split {split!r})")
+            raise EmptySplitError(f"DOTA: no labelled images under {d} (split {split!r})", report.problems)
         options = dict(self.options)
         if self.label_unit == "image":
             samples = scenes

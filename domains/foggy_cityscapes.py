@@ -47,8 +47,9 @@ How boxes are made (published repos differ here, which is one reason their numbe
 Errors
     Malformed JSON, missing or non-positive ``imgHeight``/``imgWidth``, an ``objects`` entry without
     ``label``/``polygon``, a polygon with fewer than 3 points or non-numeric points, an instance map
-    of the wrong size, and a missing clear or foggy image raise ``AnnotationError(path, line,
-    reason)``; with ``lenient=True`` the object or frame is skipped and counted.
+    of the wrong size, an instance map missing for one frame while the split's others have one, a
+    missing clear or foggy image and an image without its polygons file raise ``AnnotationError(path,
+    line, reason)``; with ``lenient=True`` the object or frame is skipped and counted.
 
 Metrics
     mAP50 over the 8 classes with VOC07 11-point AP (the DA-Faster protocol; ``voc07`` in
@@ -77,6 +78,7 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
@@ -134,7 +136,7 @@ def parse_polygons(
     path = Path(path)
     report = report if report is not None else LoadReport()
     try:
-        ann = json.loads(path.read_text(encoding="utf-8"))
+        ann = json.loads(path.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is accepted
     except json.JSONDecodeError as exc:
         raise AnnotationError(path, exc.lineno, f"malformed JSON ({exc.msg})") from None
     except UnicodeDecodeError as exc:
@@ -216,13 +218,19 @@ def read_instance_map(path: Path) -> np.ndarray:
 
 
 def frame_objects(
-    poly_path: Path, report: LoadReport, lenient: bool
+    poly_path: Path, report: LoadReport, lenient: bool, need_mask: bool = False
 ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
-    """``(width, height, boxes, labels, ignore)`` of one frame (see the module docstring)."""
+    """``(width, height, boxes, labels, ignore)`` of one frame (see the module docstring).
+    ``need_mask``: the split has instance maps, so this frame's must be there too (boxes of one split
+    never mix the two methods)."""
     w, h, objects = parse_polygons(poly_path, report, lenient)
     boxes, labels, ignore = [], [], []
     inst_path = poly_path.with_name(poly_path.name[: -len(POLY_SUFFIX)] + INST_SUFFIX)
     use_mask = inst_path.is_file()
+    if need_mask and not use_mask:
+        raise AnnotationError(
+            inst_path, 0, "instance map missing (the other frames of this split have one; boxes come from it)"
+        )
     n_instances_json = 0
     for label, poly in objects:
         base = label[: -len("group")] if label.endswith("group") else label
@@ -335,6 +343,7 @@ class FoggyCityscapes(Domain):
         report = LoadReport()
         samples: list[Sample] = []
         ann_files: list[Path] = []
+        need_mask = any((root / "gtFine" / split_dir).glob(f"*/*{INST_SUFFIX}"))
         for city, frame, poly_path in self._frames(root, split_dir):
             clear = root / "leftImg8bit" / split_dir / city / f"{frame}{CLEAR_SUFFIX}"
             if not foggy and not clear.is_file():
@@ -358,7 +367,7 @@ class FoggyCityscapes(Domain):
             else:
                 images.append((frame, None, clear))
             try:
-                w, h, boxes, labels, ignore = frame_objects(poly_path, report, lenient)
+                w, h, boxes, labels, ignore = frame_objects(poly_path, report, lenient, need_mask)
             except AnnotationError as err:
                 report.problem(err, lenient, "frames")
                 continue
@@ -389,9 +398,27 @@ class FoggyCityscapes(Domain):
                         image_path=str(img),
                     )
                 )
+        # an image without its polygons file would silently leave the split
+        annotated = {f"{city}/{frame}" for city, frame, _ in self._frames(root, split_dir)}
+        top = "leftImg8bit_foggy" if foggy else "leftImg8bit"
+        suffixes = [foggy_name("", b) for b in self.betas] if foggy else [CLEAR_SUFFIX]
+        for img in sorted((root / top / split_dir).glob("*/*.png")):
+            suf = next((x for x in suffixes if img.name.endswith(x)), None)
+            if suf is not None and f"{img.parent.name}/{img.name[: -len(suf)]}" not in annotated:
+                report.problem(
+                    AnnotationError(
+                        img,
+                        0,
+                        f"image without an annotation file (gtFine/{split_dir}/{img.parent.name}/"
+                        f"{img.name[: -len(suf)]}{POLY_SUFFIX}; a frame with no objects needs one too)",
+                    ),
+                    lenient,
+                    "frames",
+                )
         if not samples:
-            raise DatasetNotFoundError(
-                f"Foggy Cityscapes: no usable frames under {root / 'gtFine' / split_dir} (split {split!r})"
+            raise EmptySplitError(
+                f"Foggy Cityscapes: no usable frames under {root / 'gtFine' / split_dir} (split {split!r})",
+                report.problems,
             )
         digest = digest_files(ann_files) + f"|beta={self.options['beta']}|split={split}"
         return DomainDataset(

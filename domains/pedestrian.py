@@ -37,12 +37,15 @@ Visibility
 
 Errors
     Malformed JSON (a JSON file, or an ``.odgt`` line that is not JSON), missing ``imgHeight`` /
-    ``imgWidth``, a box with a non-positive width or height, an image missing on disk, a ``.vbb``
-    without the expected fields, a truncated or corrupt ``.seq`` file, and a ``.vbb`` whose frame
-    count differs from its video raise ``AnnotationError(path, line, reason)`` (line = the ``.odgt``
-    line, the JSON error line, else 0 and the object's index in the reason); with ``lenient=True`` the
-    object, image or video is skipped and counted in the dataset's report. Unknown labels/tags are
-    kept as ignore regions and counted.
+    ``imgWidth``, a box with a non-positive width or height, a non-finite box, a box wholly outside its
+    image (CityPersons, CrowdHuman, Caltech alike; partly outside is kept, clipped for CrowdHuman and
+    Caltech as before), an image missing on disk, a CityPersons image without its annotation file, a
+    CrowdHuman ``ID`` that is not a plain file stem or that is in both ``.odgt`` files, a ``.vbb``
+    without the expected fields, a truncated or corrupt ``.seq`` file (or a header frame size of 0), and
+    a ``.vbb`` whose frame count differs from its video raise ``AnnotationError(path, line, reason)``
+    (line = the ``.odgt`` line, the JSON error line, else 0 and the object's index in the reason); with
+    ``lenient=True`` the object, image or video is skipped and counted in the dataset's report. Unknown
+    labels/tags are kept as ignore regions and counted.
 
 Metrics
     MR^-2 Reasonable (lower is better; the Caltech / CityPersons protocol, ``mr2`` in
@@ -72,10 +75,13 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
     SpecError,
+    check_relative,
+    cut,
     digest_files,
     register_domain,
 )
@@ -101,7 +107,7 @@ def _box_xywh(v: Any, path: Path, line: int, what: str) -> np.ndarray:
         a = np.asarray(v, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise AnnotationError(path, line, f"{what} is not a list of 4 numbers: {v!r}") from None
-    if a.shape != (4,) or not np.isfinite(a).all():
+    if a.shape != (4,) or not np.isfinite(a).all() or np.abs(a).max() > 1e30:  # 1e39: inf as float32
         raise AnnotationError(path, line, f"{what} must be [x, y, w, h] (4 finite numbers), got {v!r}")
     if a[2] <= 0 or a[3] <= 0:
         raise AnnotationError(path, line, f"{what} has a non-positive width or height: {v!r}")
@@ -155,9 +161,11 @@ def parse_citypersons(
     path = Path(path)
     report = report if report is not None else LoadReport()
     try:
-        ann = json.loads(path.read_text(encoding="utf-8"))
+        ann = json.loads(path.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is accepted
     except json.JSONDecodeError as exc:
         raise AnnotationError(path, exc.lineno, f"malformed JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(path, 0, f"not a UTF-8 text file ({exc})") from None
     if not isinstance(ann, dict):
         raise AnnotationError(path, 1, "expected a JSON object with imgHeight, imgWidth and objects")
     size = []
@@ -236,6 +244,23 @@ def parse_odgt_line(
     return rec["ID"], boxes, vis, ignore
 
 
+def _odgt_ids(path: Path) -> set[str]:
+    """The IDs of an ``.odgt`` file (lines that do not parse are left out: that split's load reports them)."""
+    out = set()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return out
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("ID"), str):
+            out.add(rec["ID"])
+    return out
+
+
 def _clip(b: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.clip(b, 0, [w, h, w, h])
 
@@ -298,6 +323,8 @@ def read_seq_index(path: str | Path) -> tuple[int, int, list[tuple[int, int]]]:
                 path, 0, f"not a Norpix .seq file (magic {magic:#x}, expected {SEQ_MAGIC:#x})"
             )
         width, height = struct.unpack_from("<II", header, 548)
+        if not (0 < width <= 65535 and 0 < height <= 65535):
+            raise AnnotationError(path, 0, f".seq header gives a frame size of {width}x{height}")
         (n_frames,) = struct.unpack_from("<I", header, 572)
         frames = []
         pos = SEQ_HEADER_BYTES
@@ -528,8 +555,8 @@ class Pedestrian(Domain):
         }
         samples, files = loader[fmt](root, split, report, lenient)
         if not samples:
-            raise DatasetNotFoundError(
-                f"pedestrian ({fmt}): no usable images for split {split!r} under {root}"
+            raise EmptySplitError(
+                f"pedestrian ({fmt}): no usable images for split {split!r} under {root}", report.problems
             )
         opts = {**self.options, "format": fmt}
         digest = digest_files(files) + f"|{fmt}|box={self.options['box']}|skip={self.options['train_skip']}"
@@ -554,8 +581,35 @@ class Pedestrian(Domain):
             parts = frame.split("_")
             group = "_".join(parts[:2]) if len(parts) >= 3 else frame
             meta = {"format": "citypersons", "city": city}
+            keep = []
+            for k, b in enumerate(boxes):
+                if b[2] <= 0 or b[3] <= 0 or b[0] >= w or b[1] >= h:  # partly outside is kept (as published)
+                    report.problem(
+                        AnnotationError(
+                            p, 0, f"object {k}: box {b.tolist()} lies wholly outside the {w}x{h} image"
+                        ),
+                        lenient,
+                        "objects",
+                    )
+                    continue
+                keep.append(k)
+            boxes, vis, ignore = [boxes[k] for k in keep], [vis[k] for k in keep], [ignore[k] for k in keep]
             samples.append(_make_sample(frame, group, w, h, boxes, vis, ignore, meta, str(img)))
             used.append(p)
+        # an image without its annotation file would silently leave the split
+        annotated = {f"{p.parent.name}/{p.name[: -len(suffix)]}" for p in files}
+        for img in sorted((root / "leftImg8bit" / d).glob("*/*_leftImg8bit.png")):
+            if f"{img.parent.name}/{img.name[: -len('_leftImg8bit.png')]}" not in annotated:
+                report.problem(
+                    AnnotationError(
+                        img,
+                        0,
+                        "image without an annotation file (a frame with no people needs a "
+                        "_gtBboxCityPersons.json with an empty objects list)",
+                    ),
+                    lenient,
+                    "images",
+                )
         return samples, used
 
     # --- CrowdHuman -------------------------------------------------------------------------------
@@ -567,13 +621,28 @@ class Pedestrian(Domain):
             raise DatasetNotFoundError(f"CrowdHuman: {path} is missing (split {split!r})")
         samples = []
         seen: set[str] = set()
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # a UTF-8 BOM is accepted
+        except UnicodeDecodeError as exc:
+            raise AnnotationError(path, 0, f"not a UTF-8 text file ({exc})") from None
+        other = root / CROWDHUMAN_FILES["test" if split == "pool" else "pool"]
+        other_ids = _odgt_ids(other) if other.is_file() else set()
+        for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 sid, boxes, vis, ignore = parse_odgt_line(
                     path, lineno, line, self.options["box"], report, lenient
                 )
+                check_relative(sid, path, lineno, "ID")
+                if "/" in sid or "\\" in sid:
+                    raise AnnotationError(
+                        path, lineno, f"ID {cut(sid, 120)!r} must be a file stem (no folder)"
+                    )
+                if sid in other_ids:
+                    raise AnnotationError(
+                        path, lineno, f"ID {sid!r} is also in {other.name} (splits must not overlap)"
+                    )
                 if sid in seen:
                     raise AnnotationError(path, lineno, f"duplicate ID {sid!r}")
                 img = root / "Images" / f"{sid}.jpg"
@@ -594,8 +663,12 @@ class Pedestrian(Domain):
             if n_rep:
                 report.repairs["boxes clipped to the image"] += n_rep
             keep = [i for i, b in enumerate(cb) if b[2] > b[0] and b[3] > b[1]]
-            if len(keep) < len(cb):
-                report.skipped["boxes entirely outside the image"] += len(cb) - len(keep)
+            for i in sorted(set(range(len(cb))) - set(keep)):
+                report.problem(
+                    AnnotationError(path, lineno, f"ID {sid}: box {i} lies wholly outside the {w}x{h} image"),
+                    lenient,
+                    "objects",
+                )
             samples.append(
                 _make_sample(
                     sid,
@@ -636,6 +709,15 @@ class Pedestrian(Domain):
                 for i in range(start, n_frame, skip):
                     boxes, vis, ignore = [], [], []
                     for oid, pos, occl, posv in frames[i]:
+                        if not np.isfinite(pos).all() or np.abs(pos).max() > 1e30:
+                            report.problem(
+                                AnnotationError(
+                                    vbb, 0, f"frame {i}: object {oid} has a non-finite pos {pos.tolist()}"
+                                ),
+                                lenient,
+                                "objects",
+                            )
+                            continue
                         if pos[2] <= 0 or pos[3] <= 0:
                             report.problem(
                                 AnnotationError(
@@ -645,6 +727,21 @@ class Pedestrian(Domain):
                                 "objects",
                             )
                             continue
+                        if pos[0] + pos[2] <= 0 or pos[1] + pos[3] <= 0 or pos[0] >= w or pos[1] >= h:
+                            report.problem(
+                                AnnotationError(
+                                    vbb,
+                                    0,
+                                    f"frame {i}: object {oid} at {pos.tolist()} lies wholly outside "
+                                    f"the {w}x{h} frame",
+                                ),
+                                lenient,
+                                "objects",
+                            )
+                            continue
+                        if not np.isfinite(posv).all():
+                            posv = np.zeros(4)
+                            report.repairs["non-finite posv replaced by the full box"] += 1
                         full = np.array([pos[0], pos[1], pos[0] + pos[2], pos[1] + pos[3]])
                         has_v = occl == 1 and posv[2] > 0 and posv[3] > 0
                         v = (

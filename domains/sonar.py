@@ -26,10 +26,13 @@ Format (DESIGN §5)
 Errors
     Malformed XML (with the parser's line), a missing ``size``, a non-numeric coordinate, an unknown
     class, a difficult flag other than 0/1, an empty box (xmax < xmin), a box wholly outside the image,
-    a missing or corrupt image, a duplicate id in a split file and a mask whose size differs from the
-    image's raise ``AnnotationError(path, line, reason)``; with ``lenient=True`` the object or image is
-    skipped and counted in the dataset's report. A box partly outside the image is clipped and counted as
-    a repair. An empty (0-byte) annotation file is an image without objects (size from the image).
+    a missing or corrupt image, a duplicate id in a split file, an id listed in two split files, an id
+    that is not a plain file stem (``../x``: ids name files under the root), an XML entity declaration
+    (refused up front, as defusedxml does: no "billion laughs", no external entities) and a mask whose
+    size differs from the image's raise ``AnnotationError(path, line, reason)``; with ``lenient=True``
+    the object or image is skipped and counted in the dataset's report. A box partly outside the image
+    is clipped and counted as a repair. An empty (0-byte) annotation file is an image without objects
+    (size from the image).
 
 Licence and citation
     SCTD is distributed by its authors for research; cite Zhou et al. 2021 above. The built-in data is
@@ -50,9 +53,12 @@ from domains.base import (
     DatasetNotFoundError,
     Domain,
     DomainDataset,
+    EmptySplitError,
     LoadReport,
     MetricSpec,
     Sample,
+    check_relative,
+    cut,
     digest_files,
     register_domain,
 )
@@ -71,8 +77,12 @@ class XmlNode:
 
     tag: str
     line: int
-    text: str = ""
+    parts: list[str] = field(default_factory=list)  # character data, joined once (not `+=`: quadratic)
     children: list[XmlNode] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
     def find(self, tag: str) -> XmlNode | None:
         return next((c for c in self.children if c.tag == tag), None)
@@ -99,17 +109,30 @@ def parse_xml(path: str | Path) -> XmlNode:
 
     def chars(data: str) -> None:
         if stack:
-            stack[-1].text += data
+            stack[-1].parts.append(data)
+
+    def entity_decl(name: str, *_args: Any) -> None:
+        # entity declarations ("billion laughs" expansion, external entities) are refused up front,
+        # as defusedxml does: a VOC annotation never needs one
+        raise AnnotationError(
+            path,
+            parser.CurrentLineNumber,
+            f"XML entity declaration {name!r} refused (DTD entities are not allowed)",
+        )
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = chars
+    parser.EntityDeclHandler = entity_decl
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
     try:
         parser.Parse(path.read_bytes(), True)
     except xml.parsers.expat.ExpatError as exc:
         raise AnnotationError(
             path, exc.lineno, f"malformed XML: {xml.parsers.expat.ErrorString(exc.code)}"
         ) from None
+    if not roots:
+        raise AnnotationError(path, 1, "no XML element")
     return roots[0]
 
 
@@ -120,8 +143,8 @@ def _number(node: XmlNode | None, parent: XmlNode, what: str, path: Path) -> flo
         v = float(node.text.strip())
     except ValueError:
         raise AnnotationError(path, node.line, f"non-numeric <{what}> {node.text.strip()!r}") from None
-    if not np.isfinite(v):
-        raise AnnotationError(path, node.line, f"non-finite <{what}> {node.text.strip()!r}")
+    if not np.isfinite(v) or abs(v) > 1e30:  # 1e39 is finite here but inf as float32
+        raise AnnotationError(path, node.line, f"non-finite or absurd <{what}> {node.text.strip()!r}")
     return v
 
 
@@ -202,11 +225,28 @@ def parse_voc(
 # -------------------------------------------------------------------------------------- adapter
 
 
-def _read_list(path: Path, report: LoadReport, lenient: bool) -> list[str]:
+def _read_text(path: Path) -> str:
+    """A small text file as UTF-8 (a BOM is accepted); anything else is an ``AnnotationError``."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(path, 0, f"not a UTF-8 text file ({exc})") from None
+
+
+def _read_list(
+    path: Path, report: LoadReport, lenient: bool, line_of: dict[str, int] | None = None
+) -> list[str]:
     ids, seen = [], {}
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, raw in enumerate(_read_text(path).splitlines(), start=1):
         sid = raw.strip()
         if not sid:
+            continue
+        try:
+            check_relative(sid, path, lineno, "id")
+            if "/" in sid or "\\" in sid:
+                raise AnnotationError(path, lineno, f"id {cut(sid, 120)!r} must be a file stem (no folder)")
+        except AnnotationError as err:
+            report.problem(err, lenient, "images")
             continue
         if sid in seen:
             report.problem(
@@ -216,6 +256,8 @@ def _read_list(path: Path, report: LoadReport, lenient: bool) -> list[str]:
             )
             continue
         seen[sid] = lineno
+        if line_of is not None:
+            line_of[sid] = lineno
         ids.append(sid)
     return ids
 
@@ -243,7 +285,7 @@ class Sonar(Domain):
         p = root / "classes.txt"
         if not p.is_file():
             return SCTD_CLASSES
-        names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        names = [ln.strip() for ln in _read_text(p).splitlines() if ln.strip()]
         if not names or len(set(names)) != len(names):
             raise AnnotationError(p, 0, "classes.txt must list distinct class names, one a line")
         return tuple(names)
@@ -283,7 +325,7 @@ class Sonar(Domain):
         if not p.is_file():
             return {}
         out = {}
-        for lineno, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, raw in enumerate(_read_text(p).splitlines(), start=1):
             parts = [t.strip() for t in raw.split(",")]
             if lineno == 1 and parts[:2] == ["id", "group"]:
                 continue
@@ -306,11 +348,13 @@ class Sonar(Domain):
         classes = self.read_classes(root)
         report = LoadReport()
         list_file = self._list_file(root, split)
-        ids = _read_list(list_file, report, lenient)
-        others = set()
+        line_of: dict[str, int] = {}
+        ids = _read_list(list_file, report, lenient, line_of)
+        others: dict[str, str] = {}
         for other in self.available_splits(root):
             if other != split:
-                others |= set(_read_list(self._list_file(root, other), LoadReport(), True))
+                for sid in _read_list(self._list_file(root, other), LoadReport(), True):
+                    others.setdefault(sid, f"{SPLIT_FILES[other]}.txt")
         groups = self._groups(root, report, lenient)
         images: dict[str, Path] = {}
         for p in sorted((root / "JPEGImages").iterdir()):
@@ -325,7 +369,7 @@ class Sonar(Domain):
         for sid in ids:
             if sid in others:
                 report.problem(
-                    AnnotationError(list_file, 0, f"id {sid!r} is also listed in another split"),
+                    AnnotationError(list_file, line_of[sid], f"id {sid!r} is also listed in {others[sid]}"),
                     lenient,
                     "images",
                 )
@@ -386,7 +430,9 @@ class Sonar(Domain):
                 )
             )
         if not samples:
-            raise DatasetNotFoundError(f"sonar: no usable images in split {split!r} ({list_file})")
+            raise EmptySplitError(
+                f"sonar: no usable images in split {split!r} ({list_file})", report.problems
+            )
         return DomainDataset(
             self.name, split, classes, samples, digest_files(ann_files), report, options=dict(self.options)
         )

@@ -50,9 +50,13 @@ def write_images(root: Path, names, w: int = 64, h: int = 48) -> None:
 def coco_root(tmp_path: Path) -> Path:
     root = tmp_path / "mydata"
     write_images(root, ["000000397133.jpg", "000000037777.jpg", "000000252219.jpg"])
+    write_images(root, ["100000397133.jpg", "100000037777.jpg", "100000252219.jpg"])
     (root / "train.json").write_text(COCO_JSON)
-    (root / "val.json").write_text(COCO_JSON)
+    (root / "val.json").write_text(VAL_JSON)  # other images: train and val must not overlap
     return root
+
+
+VAL_JSON = COCO_JSON.replace('"file_name": "0', '"file_name": "1')
 
 
 def dom(**kw) -> COCODomain:
@@ -72,7 +76,7 @@ def test_real_format(coco_root):
     assert b.difficult.tolist() == [1] and b.group == b.id
     assert c.num_objects == 0  # an image without annotations is an empty sample
     assert a.read_image().shape == (48, 64, 3)
-    assert d.load(coco_root, "test").ids == ds.ids
+    assert d.load(coco_root, "test").ids == ["1" + i[1:] for i in ds.ids]
     assert [m.name for m in d.metrics] == ["mAP50-95", "mAP50", "mAP75"]
 
 
@@ -125,7 +129,7 @@ def test_options_and_verify(coco_root, tmp_path):
     with pytest.raises(SpecError, match="no option"):
         COCODomain(annotations="x.json")
     # categories must agree between the two files
-    (coco_root / "val.json").write_text(_mutate(COCO_JSON, lambda d: d["categories"][0].update(name="cat")))
+    (coco_root / "val.json").write_text(_mutate(VAL_JSON, lambda d: d["categories"][0].update(name="cat")))
     d = dom()
     d.load(coco_root, "pool")
     with pytest.raises(AnnotationError, match="differ from the pool split"):

@@ -116,9 +116,9 @@ def make_tree(tmp_path: Path, label: str, size=(300, 260), name="P0001") -> Path
     for split in ("train", "val"):
         (tmp_path / split / "images").mkdir(parents=True, exist_ok=True)
         (tmp_path / split / "labelTxt").mkdir(parents=True, exist_ok=True)
-    for split in ("train", "val"):
-        cv2.imwrite(str(tmp_path / split / "images" / "P0009.png"), np.zeros((200, 200, 3), np.uint8))
-        (tmp_path / split / "labelTxt" / "P0009.txt").write_text("0 0 10 0 10 10 0 10 plane 0\n")
+    for split, other in (("train", "P0009"), ("val", "P0010")):  # train and val must not overlap
+        cv2.imwrite(str(tmp_path / split / "images" / f"{other}.png"), np.zeros((200, 200, 3), np.uint8))
+        (tmp_path / split / "labelTxt" / f"{other}.txt").write_text("0 0 10 0 10 10 0 10 plane 0\n")
     cv2.imwrite(
         str(tmp_path / "train" / "images" / f"{name}.png"), np.full((size[1], size[0], 3), 90, np.uint8)
     )

@@ -104,11 +104,11 @@ def test_container_crane_is_unknown_in_v1_0(tmp_path):
 def test_adapter_reports_missing_image_and_orphans(tmp_path):
     from PIL import Image
 
-    for split in ("train", "val"):
+    for split, sid in (("train", "P0001"), ("val", "P0003")):  # train and val must not overlap
         (tmp_path / split / "images").mkdir(parents=True)
         (tmp_path / split / "labelTxt").mkdir(parents=True)
-        Image.new("RGB", (32, 32)).save(tmp_path / split / "images" / "P0001.png")
-        (tmp_path / split / "labelTxt" / "P0001.txt").write_text("0 0 4 0 4 4 0 4 plane 0\n")
+        Image.new("RGB", (32, 32)).save(tmp_path / split / "images" / f"{sid}.png")
+        (tmp_path / split / "labelTxt" / f"{sid}.txt").write_text("0 0 4 0 4 4 0 4 plane 0\n")
     (tmp_path / "train" / "labelTxt" / "P0002.txt").write_text("")
     dom = DOTA(label_unit="image")  # whole images (the default unit is the patch)
     with pytest.raises(AnnotationError, match="P0002"):

@@ -89,8 +89,9 @@ def ch_root(tmp_path: Path) -> Path:
     root = tmp_path / "ch"
     root.mkdir()
     (root / "annotation_train.odgt").write_text(CROWDHUMAN_ODGT)
-    (root / "annotation_val.odgt").write_text(CROWDHUMAN_ODGT.splitlines()[1] + "\n")
-    for sid in ("273271,c9db000d5146c15", "284193,faa9000f2678b5e"):
+    # val holds another image: train and val must not share IDs
+    (root / "annotation_val.odgt").write_text(CROWDHUMAN_ODGT.splitlines()[1].replace("b5e", "b5f") + "\n")
+    for sid in ("273271,c9db000d5146c15", "284193,faa9000f2678b5e", "284193,faa9000f2678b5f"):
         (root / "Images").mkdir(exist_ok=True)
         Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(root / "Images" / f"{sid}.jpg")
     return root

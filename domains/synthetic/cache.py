@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -42,18 +43,74 @@ def ensure_synthetic(domain: str, size: str = "small", seed: int = 0, progress: 
     return root
 
 
-@contextlib.contextmanager
-def atomic_tree(root: Path) -> Iterator[Path]:
-    """Write a dataset tree atomically: yields a temporary folder beside ``root`` that replaces
-    ``root`` when the block finishes, and is deleted if it raises (a reader never sees half a tree)."""
+MARKER = ".labelbudget-synthetic"  # written into every synthetic tree: what `atomic_tree` may replace
+
+
+def synth_marker(root: Path) -> str | None:
+    """The domain named by the marker file of a synthetic tree this tool wrote, else None."""
+    p = Path(root) / MARKER
+    try:
+        return str(json.loads(p.read_text())["domain"]) if p.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_synth_target(root: Path, domain: str, force: bool = False) -> None:
+    """Refuse to write a synthetic ``domain`` to ``root`` unless ``root`` is absent, an empty folder, or
+    a synthetic tree this tool wrote (its marker file): of the same domain, or of another one with
+    ``force``. A user's files are never deleted."""
+    from domains.base import SpecError
+
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise SpecError(
+            f"{root} is a file, not a folder; give a folder to write the synthetic {domain} data to"
+        )
+    if not root.is_dir() or not any(root.iterdir()):
+        return
+    owner = synth_marker(root)
+    if owner is None:
+        raise SpecError(
+            f"{root} is not empty and is not a synthetic dataset written by labelbudget (no {MARKER} "
+            "file); refusing to replace it: give a new or empty folder"
+        )
+    if owner != domain and not force:
+        raise SpecError(
+            f"{root} holds synthetic {owner} data; pass --force to replace it with synthetic {domain} data"
+        )
+
+
+@contextlib.contextmanager
+def atomic_tree(root: Path, domain: str = "") -> Iterator[Path]:
+    """Write a dataset tree atomically: yields a temporary folder beside ``root`` that replaces
+    ``root`` when the block finishes, and is deleted if it raises (a reader never sees half a tree).
+
+    Only an empty folder or a tree with the marker file (one this tool wrote) is ever replaced;
+    anything else raises ``SpecError`` before a byte is written (``check_synth_target``)."""
+    from domains.base import SpecError
+
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise SpecError(f"{root} is a file, not a folder")
+    if root.is_dir() and any(root.iterdir()) and synth_marker(root) is None:
+        raise SpecError(
+            f"{root} is not empty and is not a synthetic dataset written by labelbudget (no {MARKER} "
+            "file); refusing to replace it"
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         yield tmp
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
+        (tmp / MARKER).write_text(json.dumps({"domain": domain}) + "\n")
+        if root.is_dir():
+            if synth_marker(root) is None and any(root.iterdir()):  # appeared meanwhile: keep it
+                raise SpecError(f"{root} was filled by someone else meanwhile; refusing to replace it")
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
+            os.replace(root, old / "tree")  # move aside first: the swap leaves no half tree
+            os.replace(tmp, root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

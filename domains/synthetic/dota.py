@@ -377,7 +377,7 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
         raise SpecError(f"synthetic DOTA size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]
     root = Path(root)
-    with atomic_tree(root) as tmp:
+    with atomic_tree(root, "dota") as tmp:
         rng = np.random.default_rng([seed, 0xD07A])
         total = preset.n_train + preset.n_val
         bar = tqdm(

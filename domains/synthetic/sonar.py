@@ -242,7 +242,7 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
         raise SpecError(f"synthetic sonar size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]
     root = Path(root)
-    with atomic_tree(root) as tmp:
+    with atomic_tree(root, "sonar") as tmp:
         for sub in ("JPEGImages", "Annotations", "masks", "ImageSets/Main"):
             (tmp / sub).mkdir(parents=True)
         rng = np.random.default_rng([seed, 0x50AA])
