@@ -82,8 +82,9 @@ def _positive(v: int, what: str) -> int:
     return v
 
 
-def check_device(device: str) -> str:
-    """``device`` when torch knows it and this machine has it; else a ``SpecError`` saying why."""
+def check_device(device: str, on_this_machine: bool = True) -> str:
+    """``device`` when torch knows it and (with ``on_this_machine``) this machine has it; else a
+    ``SpecError`` saying why. A dry run, or cells sent to other machines, check the name only."""
     import torch
 
     try:
@@ -92,6 +93,10 @@ def check_device(device: str) -> str:
         raise SpecError(
             f"--device {cut(device, 80)!r} is not a torch device (cpu, cuda, cuda:N, mps)"
         ) from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise SpecError(f"--device {device}: only cpu, cuda[:N] and mps are supported")
+    if not on_this_machine:
+        return device
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
@@ -124,7 +129,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from benchmark.spec import load_matrix
 
     name = a.matrix_opt or a.matrix or "default"
-    check_device(a.device)
+    check_device(a.device, on_this_machine=not a.dry_run)
     _positive(a.workers, "--workers")
     matrix = load_matrix(
         name,

@@ -86,11 +86,11 @@ def pretrained_weights(detector: str, options: dict) -> Path | None:
 
     if not options.get("pretrained") or PRESETS.get(detector, {}).get("backbone") != "resnet50":
         return None
-    import torch
-    from torchvision.models import ResNet50_Weights
+    if options.get("weights"):
+        return Path(str(options["weights"])).expanduser()
+    from benchmark.detectors import hub_weights_file
 
-    url = ResNet50_Weights.IMAGENET1K_V2.url  # the weights benchmark.detectors.fcos loads
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return hub_weights_file()
 
 
 def rerun_command(a: argparse.Namespace, matrix: str) -> list[str]:
@@ -283,9 +283,7 @@ def dry_run(
     print(f"  detector {c0.detector} {c0.detector_options or ''}".rstrip(), file=w)
     weights = pretrained_weights(c0.detector, c0.detector_options)
     if weights is not None:
-        state = (
-            "cached" if weights.is_file() else "not cached: downloaded on first use (internet needed), or put"
-        )
+        state = "cached" if weights.is_file() else "missing (provide this file before the run)"
         print(f"  ImageNet weights: {state} {weights}", file=w)
     by_domain: dict[str, list[Cell]] = defaultdict(list)
     for c in matrix.cells:

@@ -35,8 +35,13 @@ def write_dataset(root, rng):
                          "area": w * h, "iscrowd": crowd})  # fmt: skip
             aid += 1
     doc = {"images": images, "annotations": anns, "categories": CATS}
-    for name in ("train.json", "val.json"):
-        (root / name).write_text(json.dumps(doc))
+    (root / "val.json").write_text(json.dumps(doc))
+    # the pool: other images (train and val must not overlap), the same categories
+    (root / "images" / "train_0.jpg").write_bytes((root / "images" / images[0]["file_name"]).read_bytes())
+    train = {"images": [{"id": 9, "file_name": "train_0.jpg", "width": 160, "height": 120}],
+             "annotations": [{"id": 1, "image_id": 9, "category_id": 3, "bbox": [5, 5, 20, 20], "area": 400,
+                              "iscrowd": 0}], "categories": CATS}  # fmt: skip
+    (root / "train.json").write_text(json.dumps(train))
     return doc
 
 

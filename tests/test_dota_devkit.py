@@ -157,9 +157,9 @@ def write_tree(root: Path, rng) -> dict[str, Path]:
         objs.append((rotated(280, 80, 70, 25, 10), "ship", 0))
         objs.append((rotated(90, 320, 80, 40, 35), "harbor", 0))
         lines += [" ".join(str(v) for v in p) + f" {c} {d}" for p, c, d in objs]
-        for split in ("train", "val"):
-            Image.new("RGB", (400, 400)).save(root / split / "images" / f"{name}.png")
-            (root / split / "labelTxt" / f"{name}.txt").write_text("\n".join(lines) + "\n")
+        for split, stem in (("train", f"T{k:04d}"), ("val", name)):  # train and val must not overlap
+            Image.new("RGB", (400, 400)).save(root / split / "images" / f"{stem}.png")
+            (root / split / "labelTxt" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
         gt_files[name] = root / "val" / "labelTxt" / f"{name}.txt"
     return gt_files
 

@@ -82,7 +82,8 @@ def test_local_weights_file_and_hub_cache(offline: Path, tmp_path: Path):
     hub_weights_file().parent.mkdir(parents=True)
     weights.rename(hub_weights_file())
     assert check_weights("fcos_r50", {"pretrained": True}) == hub_weights_file()
-    load_matrix("full")  # validates now
+    roots = {d: str(tmp_path / d) for d in ("dota", "sonar", "foggy_cityscapes", "pedestrian")}
+    load_matrix("full", data_roots=roots)  # validates now (the real-data roots are checked on loading)
     model = build_detector("fcos_r50", 3, pretrained=True)
     torch.testing.assert_close(model.backbone.stem[0].weight, state["conv1.weight"])
     # a file that is not a ResNet-50 state dict: one line naming it

@@ -1,8 +1,7 @@
 # ruff: noqa: E501  (the corpus is a table: one case a line)
 """Bad prediction files for ``labelbudget evaluate`` (issue I, acceptance 1): COCO results JSON and
 DOTA Task1/Task2 submission files. Each must end in exit 2 and one line on stderr naming the file and
-the line (Task files) or the entry (JSON). Cases the prediction reader does not handle yet are
-``xfail(strict=True)``: the reader is fixed in issue L (``benchmark/external.py``)."""
+the line (Task files) or the entry (JSON)."""
 
 from __future__ import annotations
 
@@ -26,9 +25,6 @@ def _warm_imports():
     from domains.base import DOMAINS
 
     DOMAINS.names()
-
-
-L_FIX = pytest.mark.xfail(strict=True, reason="reader fix in issue L")
 
 
 def det(**kw) -> dict:
@@ -71,7 +67,7 @@ COCO_PREDS = [
     pytest.param(
         "NaN score", "p.json", json.dumps([det(score=float("nan"))]), "entry 0", id="coco: NaN score"
     ),
-    pytest.param("not UTF-8", "p.json", b"\xff\x81[]", "", id="coco: not UTF-8", marks=L_FIX),
+    pytest.param("not UTF-8", "p.json", b"\xff\x81[]", "", id="coco: not UTF-8"),
 ]
 
 DOTA_PREDS = [
@@ -108,18 +104,15 @@ DOTA_PREDS = [
         ":1",
         id="dota: 10 MB line",
     ),
-    pytest.param(
-        "NaN score", "Task2_plane.txt", "P0003 nan 1 2 9 9\n", ":1", id="dota: NaN score", marks=L_FIX
-    ),
+    pytest.param("NaN score", "Task2_plane.txt", "P0003 nan 1 2 9 9\n", ":1", id="dota: NaN score"),
     pytest.param(
         "inf coordinate",
         "Task2_plane.txt",
         "P0003 0.9 1 2 inf 9\n",
         ":1",
         id="dota: inf coordinate",
-        marks=L_FIX,
     ),
-    pytest.param("not UTF-8", "Task2_plane.txt", b"\xff\x81 0.9\n", "", id="dota: not UTF-8", marks=L_FIX),
+    pytest.param("not UTF-8", "Task2_plane.txt", b"\xff\x81 0.9\n", "", id="dota: not UTF-8"),
 ]
 
 
