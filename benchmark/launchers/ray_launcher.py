@@ -5,17 +5,15 @@
 started with ``--workers`` CPUs (and this machine's GPUs) and shut down afterwards. Each task asks
 for ``--ray-num-cpus`` CPUs (default: the matrix's ``threads``) and ``--ray-num-gpus`` GPUs
 (default 1 with ``--device cuda...``, else 0); Ray then sets ``CUDA_VISIBLE_DEVICES`` for it. The
-task runs the cell in a child process, whose output goes to ``<out>/_logs/<run_id>.log``; a task
-is never retried by Ray (a failed cell is a state in its run folder, retried with
-``--retry-failed``). The runs folder must be visible, at the same path, to every node.
+task calls ``labelbudget run-cell`` in its Ray worker (CPU workers are reused, so a worker loads a
+dataset once; a GPU task gets a fresh worker). Ray never retries a task: a failed cell is a state
+in its run folder, run again with ``--retry-failed``. The runs folder must be visible, at the same
+path, to every node.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 from benchmark.launchers.base import STATUS_OF_EXIT, Job, Launcher, Outcome, register_launcher
 
@@ -28,14 +26,11 @@ PASS_ENV = (
 )
 
 
-def run_cell_command(argv: list[str], log: str) -> int:
-    """Run ``labelbudget run-cell ARGV`` in a child process (a Ray task's body); returns its exit code."""
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as fh:
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmark.cli", "run-cell", *argv], stdout=fh, stderr=subprocess.STDOUT
-        )
-    return proc.returncode
+def run_cell_task(argv: list[str]) -> int:
+    """A Ray task's body: ``labelbudget run-cell ARGV`` in the Ray worker; returns its exit code."""
+    from benchmark.cli import main
+
+    return main(["run-cell", *argv])
 
 
 @register_launcher("ray")
@@ -60,17 +55,25 @@ class RayLauncher(Launcher):
                 ray.init(num_cpus=max(1, o.workers), _node_ip_address="127.0.0.1", **kw)
             started = True
         try:
-            logs = Path(o.out).resolve() / "_logs"
             refs = []
             for j in jobs:
                 cpus = x.get("ray_num_cpus") or j.threads
-                task = ray.remote(run_cell_command).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-                refs.append(task.remote(self.run_cell_argv(j), str(logs / f"{j.cell_id}.log")))
-            codes = ray.get(refs)
+                # a GPU task gets a fresh worker (max_calls=1): its CUDA context and memory go with it
+                task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0, max_calls=1 if gpus else 0)(
+                    run_cell_task
+                )
+                refs.append(task.remote(self.run_cell_argv(j)))
+            codes = []
+            for j, ref in zip(jobs, refs, strict=True):
+                try:
+                    codes.append(int(ray.get(ref)))
+                except Exception as exc:  # the worker died (out of memory, a crash): its lease goes stale
+                    codes.append(-1)
+                    print(f"ray: cell {j.cell_id}: {type(exc).__name__}: {str(exc).strip()[-300:]}")
         finally:
             if started:
                 ray.shutdown()
         return [
-            Outcome(j.cell_id, STATUS_OF_EXIT.get(c, "error"), f"exit code {c}; log {logs / j.cell_id}.log")
+            Outcome(j.cell_id, STATUS_OF_EXIT.get(c, "error"), f"run-cell exit code {c}")
             for j, c in zip(jobs, codes, strict=True)
         ]
