@@ -213,7 +213,8 @@ def cmd_ablate(a: argparse.Namespace) -> int:
 def cmd_status(a: argparse.Namespace) -> int:
     from benchmark.runstate import Summary, cell_state
 
-    _configure_runstate(a)
+    if a.stale_after is not None and a.stale_after <= 0:
+        raise SpecError("--stale-after must be positive")
     runs = Path(a.runs)
     cells: dict[Path, int | None] = {}  # run folder -> number of rounds (None: unknown)
     for plan in sorted(runs.rglob("_plan/*.json")):
@@ -233,7 +234,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         return 0
     summary = Summary()
     for root in sorted(cells):
-        st = cell_state(root, cells[root])
+        st = cell_state(root, cells[root], a.stale_after)
         summary.add(st.state)
         rounds = f"{st.rounds_done}/{st.n_rounds if st.n_rounds is not None else '?'}"
         detail = st.detail()
