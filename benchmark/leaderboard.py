@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -913,7 +915,7 @@ def plot_curves(board: DomainBoard, path: Path) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncol=min(4, max(1, len(labels))), fontsize=8)
     fig.suptitle(f"{board.domain}: mean over seeds; band = 95 % t confidence interval", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp.png")  # concurrent runs
     fig.savefig(tmp, dpi=110, format="png")
     tmp.replace(path)
 
