@@ -189,18 +189,19 @@ def test_a_failing_cell_is_left_alone_until_retry_failed(smoke, tmp_path, monkey
 
     path, ref = smoke
     m = load_matrix(str(path), domains=["dota"], seeds=[0])
-    bad = m.cells[1].run_id  # supervised+entropy, seed 0
     real = protocol.run_cell
 
     def flaky(cell, *a, **k):
-        if cell.run_id == bad:
+        if cell.method == "supervised+entropy":
             raise RuntimeError("injected failure for the test")
         return real(cell, *a, **k)
 
     monkeypatch.setattr(protocol, "run_cell", flaky)
     out = tmp_path / "runs"
     res = run_matrix(m, out, launcher="serial", progress=False)
+    bad = next(c.run_id for c in res.cells if c.method == "supervised+entropy")
     assert [c.run_id for c in res.failed] == [bad]
+    assert sorted(res.states.values()) == ["done", "failed"]
     root = next(out.rglob(bad))
     assert main(["status", "--runs", str(out)]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if bad in ln)
