@@ -124,14 +124,22 @@ def cmd_run(a: argparse.Namespace) -> int:
     print(f"{len(res.cells)} runs ({counts}); {res.records} round records, in {dt:.1f} s")
     for d, p in written.items():
         print(f"leaderboard {d}: {p} and {p.with_suffix('.csv')}")
-    if res.failed:
+    unfinished = [c for c in res.cells if res.states.get(c.run_id) != "done"]
+    if unfinished:
         from benchmark.protocol import run_path
         from benchmark.runstate import cell_state
 
-        for c in res.failed:
+        said = {o.cell_id: f"{o.status}: {o.message}" for o in res.outcomes}
+        for c in unfinished:
             root = run_path(out, c)
-            print(f"failed: {root}: {cell_state(root).detail()} (traceback: {root / 'traceback.txt'})")
-        print("re-run with --retry-failed to run the failed cells again", file=sys.stderr)
+            st = cell_state(root)
+            extra = f" (traceback: {root / 'traceback.txt'})" if st.state == "failed" else ""
+            print(f"{st.state}: {root}: {st.detail() or said.get(c.run_id, '')}{extra}")
+        hint = " (--retry-failed runs the failed ones again)" if res.failed else ""
+        print(
+            f"{len(unfinished)} run(s) did not finish; re-run the same command to resume{hint}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -51,8 +51,13 @@ class RayLauncher(Launcher):
             kw = {"include_dashboard": False, "log_to_driver": False, "runtime_env": {"env_vars": env}}
             if x.get("ray_address"):
                 ray.init(address=x["ray_address"], **kw)
-            else:  # a private local instance on this machine only
-                ray.init(num_cpus=max(1, o.workers), _node_ip_address="127.0.0.1", **kw)
+            else:  # a private local instance, bound to this machine only
+                try:
+                    ray.init(num_cpus=max(1, o.workers), _node_ip_address="127.0.0.1", **kw)
+                except (TypeError, RuntimeError) as exc:  # a Ray without that (private) argument
+                    if "_node_ip_address" not in str(exc):
+                        raise
+                    ray.init(num_cpus=max(1, o.workers), **kw)
             started = True
         try:
             refs = []
