@@ -34,6 +34,9 @@ EPILOG = """examples:
   labelbudget run --domains dota --methods supervised+entropy --budgets 50,100 --seeds 0
   labelbudget run --data-root dota=/data/DOTA --set dota.version=1.5
   labelbudget leaderboard --runs runs/default --out leaderboards
+  labelbudget run full --launcher ray --ray-address auto --device cuda --data-root dota=/data/DOTA
+  labelbudget run full --launcher slurm --slurm-partition gpu --slurm-gpus-per-task 1 --device cuda ...
+  labelbudget status --runs runs/full   # planned / running / done / failed / stale, per cell
 """
 
 
@@ -281,6 +284,13 @@ def cmd_list(a: argparse.Namespace) -> int:
     for n in STRATEGIES.names():
         print(f"  {n:18s} {STRATEGIES.get(n).paradigm}")
     print("detectors: " + ", ".join(PRESETS))
+    from benchmark.launchers.base import LAUNCHERS
+
+    launchers = []
+    for n in LAUNCHERS.names():
+        cls = LAUNCHERS.get(n)
+        launchers.append(n if not cls.extra else f"{n} (pip install 'labelbudget[{cls.extra}]')")
+    print("launchers: " + ", ".join(launchers))
     print("matrices: " + ", ".join(sorted(p.stem for p in MATRICES_DIR.glob("*.toml"))))
     return 0
 

@@ -215,3 +215,40 @@ def test_a_failing_cell_is_left_alone_until_retry_failed(smoke, tmp_path, monkey
     assert set(res.states.values()) == {"done"} and (root / "FAILED.1").is_file()
     assert len((root / "attempts.jsonl").read_text().splitlines()) == 2
     assert same(records(out), [r for r in ref if r["seed"] == 0])
+
+
+def test_serial_launcher_from_the_command_line(smoke, tmp_path):
+    from benchmark.cli import main
+
+    path, ref = smoke
+    assert (
+        main(
+            ["run", str(path), "--domains", "dota", "--launcher", "serial", "--out", str(tmp_path), "--quiet"]
+        )
+        == 0
+    )
+    assert same(records(tmp_path), ref)
+
+
+def test_records_do_not_depend_on_which_cell_builds_the_shared_round0(tmp_path):
+    """Under Ray or SLURM any cell of a (domain, trainer, seed) group may train the shared round 0
+    first; the records (training statistics included) are those of a serial run all the same."""
+    from benchmark.launchers.base import execute_job
+
+    m = load_matrix("tiny", methods=["mean_teacher+random", "mean_teacher+entropy"])
+    res = run_matrix(m, tmp_path / "serial", launcher="serial", progress=False)
+    ref = records(tmp_path / "serial")
+    r0 = {r["strategy"]: r for r in ref if r["round"] == 0}
+    assert r0["random"]["train_stats"] and not r0["entropy"]["train_stats"]  # the group's first reports them
+    from benchmark.launchers.base import write_plan
+    from benchmark.runner import prepare
+
+    out = tmp_path / "reversed"
+    cells = prepare(m, out, progress=False)
+    write_plan(out, cells)
+    for c in reversed(cells):  # entropy first: it trains round 0, random then loads it
+        assert execute_job(out, c.run_id, launcher="ray").status == "done"
+    got = records(out)
+    reused = {r["strategy"]: r["timing"]["round0_reused"] for r in got if r["round"] == 0}
+    assert reused == {"entropy": False, "random": True}
+    assert same(got, ref) and len(res.cells) == 2
