@@ -261,8 +261,8 @@ def run_cell(
     """Run (or resume) one cell; returns its records, one per round. On a GPU the cell runs with
     deterministic kernels (``deterministic``), so a seed gives the same selections and metrics.
     ``round0_stats``: see ``_record_train_stats``."""
-    with deterministic(device):
-        return _run_cell(cell, out, data, device, launcher, on_round, train_progress, round0_stats)
+    with deterministic(device), ExitStack() as held:
+        return _run_cell(cell, out, data, device, launcher, on_round, train_progress, round0_stats, held)
 
 
 def _run_cell(
@@ -274,7 +274,9 @@ def _run_cell(
     on_round: RoundCallback | None,
     train_progress: Callable[[int, int, dict[str, float]], None] | None,
     round0_stats: bool | None = None,
+    held: ExitStack | None = None,
 ) -> list[dict[str, Any]]:
+    held = ExitStack() if held is None else held  # the caller releases what is held on errors
     if cell.dataset_version != data.version:
         raise SpecError(f"cell dataset version {cell.dataset_version!r} != loaded data {data.version!r}")
     base, opts = parse_trainer(cell.trainer)
@@ -327,50 +329,52 @@ def _run_cell(
             cache = out / "_cache" / "round0" / _round0_key(cell, labelled, method.version(), src_sha)
         # round 0 is built once for every cell that shares it, on any host: the builder holds the
         # cache's lease while it trains, evaluates and publishes; the others wait, then load it
-        with ExitStack() as hold:
-            if cache is not None:
-                hold.enter_context(_round0_lease(cache))
-            cached = cache is not None and (cache / "DONE").is_file()
-            publish = cache is not None and not cached
-            cached_stats = _round0_stats(cache) if cached else None
-            if cached and round0_stats and cached_stats is None:
-                cached = False  # a cache without its training statistics: train (the same numbers) here
-            if not publish:
-                hold.close()  # nothing to build for the others: release the lease now
-            if cached:
-                model = new_detector()
-                model.load_state_dict(torch.load(cache / "model.pt", map_location="cpu", weights_only=True))
-                model.to(device).eval()
-            else:
-                ctx = TrainContext(
-                    lab_samples,
-                    unl_samples,
-                    data.images,
-                    classes,
-                    new_detector,
-                    cell.schedule,
-                    gen,
-                    rng,
-                    device,
-                    train_progress,
-                    r,
-                    prev_state,
-                )
-                model = method.train(ctx)
-            train_s = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            if cached:
-                preds_json = json.loads((cache / "predictions.json").read_text())
-                metrics = json.loads((cache / "metrics.json").read_text())
-            else:
-                preds = predict_all(
-                    model, data.images.many(test.ids), device=device, dense=needs_dense(data.domain)
-                )
-                counts = dict(zip(classes, (int(c) for c in pool.class_counts()), strict=True))
-                metrics = evaluate_domain(data.domain, test, preds, class_counts=counts)
-                preds_json = predictions_to_coco(preds, test.ids)
-                if publish:
-                    _write_round0_cache(cache, model, preds_json, metrics, _train_stats(method, False))
+        hold = ExitStack()
+        held.callback(hold.close)  # released on errors too
+        if cache is not None and not (cache / "DONE").is_file():
+            hold.enter_context(_round0_lease(cache))
+        cached = cache is not None and (cache / "DONE").is_file()
+        publish = cache is not None and not cached
+        cached_stats = _round0_stats(cache) if cached else None
+        if cached and round0_stats and cached_stats is None:
+            cached = False  # a cache without its training statistics: train (the same numbers) here
+        if not publish:
+            hold.close()  # nothing to build for the others
+        if cached:
+            model = new_detector()
+            model.load_state_dict(torch.load(cache / "model.pt", map_location="cpu", weights_only=True))
+            model.to(device).eval()
+        else:
+            ctx = TrainContext(
+                lab_samples,
+                unl_samples,
+                data.images,
+                classes,
+                new_detector,
+                cell.schedule,
+                gen,
+                rng,
+                device,
+                train_progress,
+                r,
+                prev_state,
+            )
+            model = method.train(ctx)
+        train_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if cached:
+            preds_json = json.loads((cache / "predictions.json").read_text())
+            metrics = json.loads((cache / "metrics.json").read_text())
+        else:
+            preds = predict_all(
+                model, data.images.many(test.ids), device=device, dense=needs_dense(data.domain)
+            )
+            counts = dict(zip(classes, (int(c) for c in pool.class_counts()), strict=True))
+            metrics = evaluate_domain(data.domain, test, preds, class_counts=counts)
+            preds_json = predictions_to_coco(preds, test.ids)
+            if publish:
+                _write_round0_cache(cache, model, preds_json, metrics, _train_stats(method, False))
+        hold.close()
         eval_s = time.perf_counter() - t1
         # -- query and reveal
         t2 = time.perf_counter()
