@@ -2,10 +2,14 @@
 
 labelbudget run [MATRIX] [--matrix NAME|PATH] [--domains a,b] [--methods m[+strategy],...]
                 [--budgets 20,40,80] [--seeds 0,1,2] [--data-root DOMAIN=PATH]...
-                [--set DOMAIN.OPTION=VALUE]... [--launcher serial|process] [--workers N]
-                [--out DIR] [--leaderboards DIR] [--dry-run]
+                [--set DOMAIN.OPTION=VALUE]... [--launcher serial|process|ray|slurm] [--workers N]
+                [--shard i/n] [--retry-failed] [--out DIR] [--leaderboards DIR] [--dry-run]
+                [--ray-address auto|HOST:PORT] [--ray-num-cpus N] [--ray-num-gpus N]
+                [--slurm-partition P] [--slurm-gpus-per-task N] [--slurm-time T]
+                [--slurm-array-parallelism N] [--slurm-option KEY=VALUE]... [--no-wait]
+labelbudget run-cell RUNS_DIR CELL_ID | PLAN.json [--device D] [--retry-failed]
 labelbudget leaderboard [--runs DIR] [--out DIR] [--no-version-check]
-labelbudget status [--runs DIR]
+labelbudget status [--runs DIR] [--stale-after S]
 labelbudget list
 labelbudget data synth DOMAIN OUT [--seed N] [--size tiny|small|medium]
 labelbudget data check DOMAIN ROOT [--lenient] [--set OPTION=VALUE]...
@@ -31,6 +35,9 @@ EPILOG = """examples:
   labelbudget run --data-root dota=/data/DOTA --set dota.version=1.5
   labelbudget run full --data-root dota=/data/DOTA ... --device cuda:0 --dry-run   # docs/data.md
   labelbudget leaderboard --runs runs/default --out leaderboards
+  labelbudget run full --launcher ray --ray-address auto --device cuda --data-root dota=/data/DOTA
+  labelbudget run full --launcher slurm --slurm-partition gpu --slurm-gpus-per-task 1 --device cuda ...
+  labelbudget status --runs runs/full   # planned / running / done / failed / stale, per cell
 """
 
 
@@ -125,11 +132,12 @@ def _sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def cmd_run(a: argparse.Namespace) -> int:
     from benchmark.leaderboard import write_leaderboards
-    from benchmark.runner import run_matrix
+    from benchmark.runner import parse_shard, run_matrix
     from benchmark.spec import load_matrix
 
     name = a.matrix_opt or a.matrix or "default"
-    check_device(a.device, on_this_machine=not a.dry_run)
+    # cells sent to other machines (ray, slurm) or only sized (--dry-run) need the device there, not here
+    check_device(a.device, on_this_machine=not a.dry_run and a.launcher in ("serial", "process"))
     _positive(a.workers, "--workers")
     matrix = load_matrix(
         name,
@@ -151,18 +159,85 @@ def cmd_run(a: argparse.Namespace) -> int:
             "the committed leaderboards/ change only through `labelbudget leaderboard --runs runs/default "
             "--out leaderboards`; choose another --leaderboards folder"
         )
+    shard = parse_shard(a.shard)
+    _configure_runstate(a)
     n_runs = len(matrix.cells)
-    print(f"matrix {matrix.name} ({matrix.source}): {n_runs} runs -> {out}", flush=True)
+    what = f", shard {shard[0]}/{shard[1]}" if shard else ""
+    print(f"matrix {matrix.name} ({matrix.source}): {n_runs} runs{what} -> {out}", flush=True)
     t0 = time.perf_counter()
     res = run_matrix(
-        matrix, out, launcher=a.launcher, workers=a.workers, device=a.device, progress=not a.quiet
+        matrix,
+        out,
+        launcher=a.launcher,
+        workers=a.workers,
+        device=a.device,
+        progress=not a.quiet,
+        retry_failed=a.retry_failed,
+        shard=shard,
+        launcher_options=_launcher_options(a),
+        wait=not a.no_wait,
     )
-    written = write_leaderboards(out, lb, quiet=a.quiet)
     dt = time.perf_counter() - t0
-    print(f"finished {res.records} new round(s) of {n_runs} runs in {dt:.1f} s")
+    if a.no_wait:
+        sub = [o for o in res.outcomes if o.status == "submitted"]
+        print(f"submitted {len(sub)} cell(s) in {dt:.1f} s; follow them: labelbudget status --runs {out}")
+        return 0
+    written = write_leaderboards(out, lb, quiet=a.quiet)
+    states = [res.states.get(c.run_id, "planned") for c in res.cells]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "failed", "running", "stale", "planned"))
+    print(f"{len(res.cells)} runs ({counts}); {res.records} round records, in {dt:.1f} s")
     for d, p in written.items():
         print(f"leaderboard {d}: {p} and {p.with_suffix('.csv')}")
+    unfinished = [c for c in res.cells if res.states.get(c.run_id) != "done"]
+    if unfinished:
+        from benchmark.protocol import run_path
+        from benchmark.runstate import cell_state
+
+        said = {o.cell_id: f"{o.status}: {o.message}" for o in res.outcomes}
+        for c in unfinished:
+            root = run_path(out, c)
+            st = cell_state(root)
+            extra = f" (traceback: {root / 'traceback.txt'})" if st.state == "failed" else ""
+            print(f"{st.state}: {root}: {st.detail() or said.get(c.run_id, '')}{extra}")
+        hint = " (--retry-failed runs the failed ones again)" if res.failed else ""
+        print(
+            f"{len(unfinished)} run(s) did not finish; re-run the same command to resume{hint}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _configure_runstate(a: argparse.Namespace) -> None:
+    from benchmark.runstate import configure
+
+    try:
+        configure(getattr(a, "heartbeat", None), getattr(a, "stale_after", None))
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _launcher_options(a: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "ray_address": a.ray_address,
+        "ray_num_cpus": a.ray_num_cpus,
+        "ray_num_gpus": a.ray_num_gpus,
+        "slurm_partition": a.slurm_partition,
+        "slurm_gpus_per_task": a.slurm_gpus_per_task,
+        "slurm_time": a.slurm_time,
+        "slurm_array_parallelism": a.slurm_array_parallelism,
+        "slurm_options": _kv(a.slurm_option, "--slurm-option"),
+        "slurm_cluster": a.slurm_cluster,
+    }
+
+
+def cmd_run_cell(a: argparse.Namespace) -> int:
+    from benchmark.launchers.base import EXIT_DONE, EXIT_FAILED, EXIT_LOST, EXIT_NOT_RUN, execute_job
+
+    _configure_runstate(a)
+    res = execute_job(a.target, a.cell_id, a.device, a.retry_failed, a.launcher_name, verbose=True)
+    print(f"cell {res.cell_id}: {res.status}: {res.message}", flush=True)
+    return {"done": EXIT_DONE, "failed": EXIT_FAILED, "not run": EXIT_NOT_RUN, "lost": EXIT_LOST}[res.status]
 
 
 def cmd_leaderboard(a: argparse.Namespace) -> int:
@@ -210,25 +285,39 @@ def cmd_ablate(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
+    from benchmark.runstate import Summary, cell_state
+
+    if a.stale_after is not None and a.stale_after <= 0:
+        raise SpecError("--stale-after must be positive")
     runs = Path(a.runs)
     if not runs.is_dir():
         raise SpecError(f"runs folder {runs} does not exist")
-    specs = sorted(runs.rglob("spec.json"))
-    if not specs:
+    cells: dict[Path, int | None] = {}  # run folder -> number of rounds (None: unknown)
+    for plan in sorted(runs.rglob("_plan/*.json")):
+        try:
+            entry = json.loads(plan.read_text())
+            cells[plan.parent.parent / entry["run_dir"]] = int(entry["n_rounds"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError):
+            print(f"  invalid plan entry: {plan}")
+    for sp in sorted(runs.rglob("spec.json")):
+        try:
+            n = len(json.loads(sp.read_text())["budgets"])
+        except (json.JSONDecodeError, KeyError, TypeError, OSError):
+            n = None
+        cells[sp.parent] = n if cells.get(sp.parent) is None else cells[sp.parent]
+    if not cells:
         print(f"no runs under {runs}")
         return 0
-    done = 0
-    for sp in specs:
-        spec = json.loads(sp.read_text())
-        rounds = len(spec["budgets"])
-        finished = sum(1 for r in range(rounds) if (sp.parent / f"round{r}" / "DONE").is_file())
-        state = (
-            "done" if (sp.parent / "DONE").is_file() else ("running/killed" if finished < rounds else "done")
-        )
-        done += state == "done"
-        rel = sp.parent.relative_to(runs)
-        print(f"{state:15s} {finished}/{rounds} rounds  {rel}")
-    print(f"{done}/{len(specs)} runs finished")
+    summary = Summary()
+    for root in sorted(cells):
+        st = cell_state(root, cells[root], a.stale_after)
+        summary.add(st.state)
+        rounds = f"{st.rounds_done}/{st.n_rounds if st.n_rounds is not None else '?'}"
+        detail = st.detail()
+        line = f"{st.state:8s} {rounds:>6s} rounds  {root.relative_to(runs)}"
+        print(line + (f"  {detail}" if detail else ""))
+    total = sum(summary.counts.values())
+    print(f"{summary.line()}; {summary.counts['done']}/{total} runs finished")
     from benchmark.leaderboard import drop_stale, load_records
 
     records, problems = load_records(runs)
@@ -260,6 +349,13 @@ def cmd_list(a: argparse.Namespace) -> int:
     for n in STRATEGIES.names():
         print(f"  {n:18s} {STRATEGIES.get(n).paradigm}")
     print("detectors: " + ", ".join(PRESETS))
+    from benchmark.launchers.base import LAUNCHERS
+
+    launchers = []
+    for n in LAUNCHERS.names():
+        cls = LAUNCHERS.get(n)
+        launchers.append(n if not cls.extra else f"{n} (pip install 'labelbudget[{cls.extra}]')")
+    print("launchers: " + ", ".join(launchers))
     print("matrices: " + ", ".join(sorted(p.stem for p in MATRICES_DIR.glob("*.toml"))))
     return 0
 
@@ -424,13 +520,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--launcher",
-        choices=["serial", "process"],
         default="process",
-        help="serial: one process; process: --workers processes with one torch thread each",
+        metavar="serial|process|ray|slurm",
+        help="serial: one process; process: --workers processes with one torch thread each; ray: Ray "
+        "tasks (pip install 'labelbudget[ray]'); slurm: a submitit job array (pip install "
+        "'labelbudget[slurm]'). Default process",
     )
     r.add_argument(
-        "--workers", type=int, default=2, help="worker processes for --launcher process (default 2)"
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes for --launcher process, CPUs of a local Ray instance (default 2)",
     )
+    r.add_argument("--shard", metavar="i/n", help="run only the i-th of n deterministic slices of the cells")
+    r.add_argument(
+        "--retry-failed", action="store_true", help="run failed cells again (default: leave them failed)"
+    )
+    _runstate_args(r)
+    ray = r.add_argument_group("ray launcher")
+    ray.add_argument("--ray-address", help="auto or HOST:PORT of a Ray cluster (default: a local instance)")
+    ray.add_argument("--ray-num-cpus", type=float, help="CPUs per cell task (default: the matrix's threads)")
+    ray.add_argument("--ray-num-gpus", type=float, help="GPUs per cell task (default 1 with --device cuda)")
+    sl = r.add_argument_group("slurm launcher")
+    sl.add_argument("--slurm-partition", help="SLURM partition")
+    sl.add_argument("--slurm-gpus-per-task", type=int, help="GPUs per cell (default 1 with --device cuda)")
+    sl.add_argument("--slurm-time", help="time limit per cell: minutes or D-HH:MM:SS")
+    sl.add_argument("--slurm-array-parallelism", type=int, help="array tasks running at once")
+    sl.add_argument(
+        "--slurm-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. account=proj (repeatable)",
+    )
+    sl.add_argument(
+        "--slurm-cluster",
+        choices=["slurm", "local", "debug"],
+        default="slurm",
+        help="local: submitit's local executor (the same submission path, on this machine)",
+    )
+    sl.add_argument("--no-wait", action="store_true", help="submit the array and exit (slurm)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0 (default cpu)")
     r.add_argument("--out", help="runs folder (default runs/<matrix>)")
     r.add_argument("--leaderboards", help="tables folder (default <out>/leaderboards)")
@@ -480,9 +609,32 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--quiet", action="store_true", help="no progress bars")
     ab.set_defaults(func=cmd_ablate)
 
-    st = sub.add_parser("status", help="show finished and unfinished runs")
+    st = sub.add_parser(
+        "status", help="show each run's state: planned, running, done, failed or stale, and a summary"
+    )
     st.add_argument("--runs", default="runs", help="runs folder (default runs)")
+    st.add_argument(
+        "--stale-after",
+        type=float,
+        help="seconds without a heartbeat after which a running cell counts as stale (default 300)",
+    )
     st.set_defaults(func=cmd_status)
+
+    rc = sub.add_parser(
+        "run-cell",
+        help="run one planned cell to completion (what every launcher runs)",
+        description="Claim and run one cell that `labelbudget run` planned (OUT/_plan/<run_id>.json). "
+        "Exit codes: 0 done (now or before), 1 the cell failed (traceback in its run folder), 2 usage "
+        "error, 3 not run (a live worker has it, or it failed before and --retry-failed was not given), "
+        "4 taken over by another worker.",
+    )
+    rc.add_argument("target", help="the runs folder (with CELL_ID), or a plan file OUT/_plan/<run_id>.json")
+    rc.add_argument("cell_id", nargs="?", help="the cell's run id (see `labelbudget status`)")
+    rc.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    rc.add_argument("--retry-failed", action="store_true", help="run it even if it failed before")
+    rc.add_argument("--launcher-name", default="run-cell", help=argparse.SUPPRESS)
+    _runstate_args(rc)
+    rc.set_defaults(func=cmd_run_cell)
 
     ev = sub.add_parser("evaluate", help="score external predictions with a domain's official metrics")
     ev.add_argument("domain")
@@ -563,6 +715,15 @@ def _os_error(exc: OSError) -> str:
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "; choose a folder you can write to (--out)"
     return cut(f"{where}: {what}{hint}" if where else f"{what}{hint}", 400)
+
+
+def _runstate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--heartbeat", type=float, help="seconds between a running cell's heartbeats (default 30)")
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        help="seconds without a heartbeat after which a running cell is stale and taken over (default 300)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,9 +21,11 @@ import json
 import math
 import os
 import resource
+import shutil
 import time
+import uuid
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -254,11 +256,13 @@ def run_cell(
     launcher: str = "serial",
     on_round: RoundCallback | None = None,
     train_progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    round0_stats: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) one cell; returns its records, one per round. On a GPU the cell runs with
-    deterministic kernels (``deterministic``), so a seed gives the same selections and metrics."""
-    with deterministic(device):
-        return _run_cell(cell, out, data, device, launcher, on_round, train_progress)
+    deterministic kernels (``deterministic``), so a seed gives the same selections and metrics.
+    ``round0_stats``: see ``_record_train_stats``."""
+    with deterministic(device), ExitStack() as held:
+        return _run_cell(cell, out, data, device, launcher, on_round, train_progress, round0_stats, held)
 
 
 def _run_cell(
@@ -269,7 +273,10 @@ def _run_cell(
     launcher: str,
     on_round: RoundCallback | None,
     train_progress: Callable[[int, int, dict[str, float]], None] | None,
+    round0_stats: bool | None = None,
+    held: ExitStack | None = None,
 ) -> list[dict[str, Any]]:
+    held = ExitStack() if held is None else held  # the caller releases what is held on errors
     if cell.dataset_version != data.version:
         raise SpecError(f"cell dataset version {cell.dataset_version!r} != loaded data {data.version!r}")
     base, opts = parse_trainer(cell.trainer)
@@ -320,7 +327,19 @@ def _run_cell(
         cache = None
         if r == 0 and not cell.warm_start:
             cache = out / "_cache" / "round0" / _round0_key(cell, labelled, method.version(), src_sha)
+        # round 0 is built once for every cell that shares it, on any host: the builder holds the
+        # cache's lease while it trains, evaluates and publishes; the others wait, then load it
+        hold = ExitStack()
+        held.callback(hold.close)  # released on errors too
+        if cache is not None and not (cache / "DONE").is_file():
+            hold.enter_context(_round0_lease(cache))
         cached = cache is not None and (cache / "DONE").is_file()
+        publish = cache is not None and not cached
+        cached_stats = _round0_stats(cache) if cached else None
+        if cached and round0_stats and cached_stats is None:
+            cached = False  # a cache without its training statistics: train (the same numbers) here
+        if not publish:
+            hold.close()  # nothing to build for the others
         if cached:
             model = new_detector()
             model.load_state_dict(torch.load(cache / "model.pt", map_location="cpu", weights_only=True))
@@ -353,8 +372,9 @@ def _run_cell(
             counts = dict(zip(classes, (int(c) for c in pool.class_counts()), strict=True))
             metrics = evaluate_domain(data.domain, test, preds, class_counts=counts)
             preds_json = predictions_to_coco(preds, test.ids)
-            if cache is not None:
-                _write_round0_cache(cache, model, preds_json, metrics)
+            if publish:
+                _write_round0_cache(cache, model, preds_json, metrics, _train_stats(method, False))
+        hold.close()
         eval_s = time.perf_counter() - t1
         # -- query and reveal
         t2 = time.perf_counter()
@@ -420,7 +440,7 @@ def _run_cell(
             "reference": cell.reference,
             "init": src_rec["init"],
             "source_checkpoint": src_rec["source_checkpoint"],
-            "train_stats": _train_stats(method, cached),
+            "train_stats": _record_train_stats(method, cached, cached_stats, r, cache, round0_stats),
             "timing": {
                 "train_s": round(train_s, 3),
                 "eval_s": round(eval_s, 3),
@@ -463,11 +483,51 @@ def _save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
         raise
 
 
-def _write_round0_cache(cache: Path, model: torch.nn.Module, preds_json, metrics) -> None:
-    _save_state(cache / "model.pt", model.state_dict())
-    atomic_write_text(cache / "predictions.json", json.dumps(preds_json, separators=(",", ":")) + "\n")
-    atomic_write_json(cache / "metrics.json", metrics)
-    atomic_write_text(cache / "DONE", "ok\n")
+def _write_round0_cache(cache: Path, model: torch.nn.Module, preds_json, metrics, stats=None) -> None:
+    """Publish a round-0 cache: written into a private folder, then renamed into place in one step
+    (if another worker published it first, this copy is discarded)."""
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        _save_state(tmp / "model.pt", model.state_dict())
+        atomic_write_text(tmp / "predictions.json", json.dumps(preds_json, separators=(",", ":")) + "\n")
+        atomic_write_json(tmp / "metrics.json", metrics)
+        atomic_write_json(tmp / "train_stats.json", stats or {})
+        atomic_write_text(tmp / "DONE", "ok\n")
+        try:
+            os.rename(tmp, cache)
+        except OSError:
+            if not (cache / "DONE").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _round0_lease(cache: Path):
+    from benchmark.runstate import exclusive
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    return exclusive(cache.with_name(f"{cache.name}.lease"), what="round-0 model")
+
+
+def _round0_stats(cache: Path) -> dict[str, Any] | None:
+    """The training statistics saved with a round-0 cache (None: a cache from before they were)."""
+    f = cache / "train_stats.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def _record_train_stats(method, cached: bool, cached_stats, r: int, cache, round0_stats) -> dict[str, Any]:
+    """The record's ``train_stats``. Which cell of a group trains a shared round 0 depends on who
+    gets there first under a parallel launcher, so with ``round0_stats`` given (the launchers give
+    it: True for the first cell of its (domain, trainer, seed) group in matrix order) the record
+    does not depend on it: the first cell reports the round's training statistics (its own, or
+    those saved with the cache), the others ``{}`` -- what a serial run has always written. With
+    ``round0_stats=None`` (a direct call) the cell reports what it trained itself."""
+    if round0_stats is None or r != 0 or cache is None:
+        return _train_stats(method, cached)
+    if not round0_stats:
+        return {}
+    return dict(cached_stats) if cached else _train_stats(method, False)
 
 
 def _query(

@@ -11,6 +11,9 @@ Layout of one run (``<out>/<domain>/<trainer>+<strategy>/seed<k>/<run_id>/``)::
     round<r>/DONE            written last: a round without it is redone on resume
     results.jsonl            all finished rounds' records, one JSON object per line
     DONE                     every round finished
+    RUNNING                  the lease of the worker running it (heartbeat; ``benchmark.runstate``)
+    FAILED, traceback.txt    the error of a cell that raised (``FAILED.<n>``: earlier attempts)
+    attempts.jsonl           one line per claim (host, pid, launcher)
 
 Every file is written to a temporary name in the same folder and renamed into place, so a killed
 run never leaves a half-written file that looks like a result.
@@ -24,6 +27,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
@@ -143,13 +147,27 @@ class RunDir:
         atomic_write_text(self.root / "results.jsonl", "".join(x + "\n" for x in lines))
 
     def heartbeat(self, round_: int) -> None:
-        atomic_write_json(
-            self.root / "RUNNING", {"pid": os.getpid(), "host": platform.node(), "round": round_}
-        )
+        """Say which round is running. Under a claim (``benchmark.runstate``) this updates the
+        claim's lease, and raises ``LostLeaseError`` if another worker took the cell over;
+        otherwise (``run_cell`` called directly) it writes a plain heartbeat file."""
+        from benchmark.runstate import _pid_namespace, active_lease
+
+        lease = active_lease(self.root / "RUNNING")
+        if lease is not None:
+            lease.refresh(round=round_)
+            return
+        now = time.time()
+        info = {"pid": os.getpid(), "host": platform.node(), "pidns": _pid_namespace(), "round": round_}
+        atomic_write_json(self.root / "RUNNING", {**info, "updated_unix": now})
 
     def finish(self) -> None:
+        """Mark the run done. A claim's lease is released by its holder after this; a plain
+        heartbeat file goes now."""
+        from benchmark.runstate import active_lease
+
         atomic_write_text(self.root / "DONE", "ok\n")
-        (self.root / "RUNNING").unlink(missing_ok=True)
+        if active_lease(self.root / "RUNNING") is None:
+            (self.root / "RUNNING").unlink(missing_ok=True)
 
 
 def strip_volatile(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,40 +1,47 @@
-"""Orchestrating a matrix: prepare the data and the initial splits, launch the runs, write tables.
+"""Orchestrating a matrix: prepare the data and the initial splits, plan the cells, launch them.
 
-The orchestrator (not the workers) loads each domain once, fixes its dataset version, and writes
-every seed's initial labelled set before any run starts. Cells are grouped so that runs sharing a
-round-0 model (same domain, trainer and seed) go to the same worker one after another: the first
-trains round 0, the others reuse it.
+The orchestrator (not the workers) loads each domain once, fixes its dataset version, writes every
+seed's initial labelled set and the plan (``<out>/_plan/``, ``benchmark.launchers.base``) before
+any cell starts. A launcher (``serial``, ``process``, ``ray``, ``slurm``: ``benchmark.launchers``)
+then runs ``run-cell`` jobs; the run folders decide what is done (``benchmark.runstate``): done
+cells are skipped, live ones left to their worker (this command waits for them), stale ones taken
+over, failed ones retried only with ``retry_failed``. ``shard=(i, n)`` runs a deterministic slice.
 """
 
 from __future__ import annotations
 
-import os
-import queue
-import sys
 import threading
+import time
 from collections import defaultdict
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
-from multiprocessing import get_all_start_methods, get_context
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
-from benchmark.protocol import ensure_initial_split, load_domain_data, run_cell, run_path
+from benchmark.launchers.base import LAUNCHERS, Job, LaunchOptions, Outcome, get_launcher, write_plan
+from benchmark.protocol import ensure_initial_split, load_domain_data, run_path
 from benchmark.results import RunDir
+from benchmark.runstate import cell_state, rounds_done
 from benchmark.spec import Cell, DomainSetup, Matrix, resolve_budgets, with_version
 from domains.base import SpecError
 
-LAUNCHERS = ("serial", "process")
+
+def launcher_names() -> list[str]:
+    return LAUNCHERS.names()
 
 
 @dataclass
 class MatrixResult:
     cells: list[Cell]
     out: Path
-    records: int
+    records: int  # round records of these cells on disk
+    outcomes: list[Outcome] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)  # run id -> final state
+
+    @property
+    def failed(self) -> list[Cell]:
+        return [c for c in self.cells if self.states.get(c.run_id) == "failed"]
 
 
 def prepare(matrix: Matrix, out: Path, progress: bool = True) -> list[Cell]:
@@ -77,43 +84,38 @@ def pending_rounds(out: Path, cells: list[Cell]) -> int:
     return n
 
 
-def _run_group(group: list[Cell], out: str, device: str, launcher: str, events: Any | None) -> int:
-    """Run a group of cells in this process (a worker, or the main process for ``serial``)."""
-    old_threads = torch.get_num_threads()
-    n = 0
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` (1 <= i <= n) -> (i, n)."""
+    if not text:
+        return None
+    a, sep, b = text.partition("/")
     try:
-        for cell in group:
-            torch.set_num_threads(cell.threads)
-            data = load_domain_data(cell.domain, progress=False)
-
-            def on_round(c: Cell, r: int, rec: dict) -> None:
-                if events is not None:
-                    primary = rec["primary_metric"]
-                    events.put((c.method, c.domain.name, c.seed, r, primary, rec["metrics"][primary]))
-
-            n += len(run_cell(cell, Path(out), data, device=device, launcher=launcher, on_round=on_round))
-    finally:
-        torch.set_num_threads(old_threads)
-    return n
+        i, n = int(a), int(b)
+    except ValueError:
+        i = n = 0
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise SpecError(f"--shard expects i/n with 1 <= i <= n (e.g. 1/4), got {text!r}")
+    return i, n
 
 
-def _worker_init() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    _die_with_parent()
+def shard_cells(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+    """The i-th of n deterministic slices: whole (domain, trainer, seed) groups, dealt round-robin
+    in matrix order, so the cells sharing a round-0 model stay in one shard."""
+    if shard is None:
+        return list(cells)
+    i, n = shard
+    order: dict[tuple, int] = {}
+    for c in cells:
+        order.setdefault((c.domain.name, c.trainer, c.seed), len(order))
+    return [c for c in cells if order[(c.domain.name, c.trainer, c.seed)] % n == i - 1]
 
 
-def _die_with_parent() -> None:
-    """On Linux, a worker is killed when the launcher dies (even by SIGKILL), so a killed run
-    never leaves workers writing into the folders that the resumed run is using."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            import signal
+def _wanted(state: str, retry_failed: bool) -> bool:
+    return state in ("planned", "stale") or (retry_failed and state == "failed")
 
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
+
+def _records_on_disk(out: Path, cells: list[Cell]) -> int:
+    return sum(len(RunDir(run_path(out, c)).records()) for c in cells)
 
 
 def run_matrix(
@@ -123,55 +125,62 @@ def run_matrix(
     workers: int = 2,
     device: str = "cpu",
     progress: bool = True,
+    retry_failed: bool = False,
+    shard: tuple[int, int] | None = None,
+    launcher_options: dict[str, Any] | None = None,
+    wait: bool = True,
+    poll: float = 2.0,
 ) -> MatrixResult:
-    if launcher not in LAUNCHERS:
-        raise SpecError(f"unknown launcher {launcher!r}; choose from {', '.join(LAUNCHERS)}")
+    """Prepare, plan and launch the matrix (or its ``shard``); returns when every selected cell is
+    done or failed (or, with ``wait=False``, once a batch launcher has submitted them)."""
+    cls = get_launcher(launcher)  # an unknown launcher or a missing extra fails before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = prepare(matrix, out, progress)
-    groups = group_cells(cells)
-    total = pending_rounds(out, cells)
-    bar = tqdm(total=total, desc=f"{matrix.name}: rounds", unit="round", disable=not progress or total == 0)
+    entries = {e["run_id"]: e for e in write_plan(out, cells)}
+    selected = shard_cells(cells, shard)
+    opts = LaunchOptions(out, device, workers, retry_failed, wait, dict(launcher_options or {}))
+    runner = cls(opts)
+    jobs = {c.run_id: Job(c.run_id, entries[c.run_id]["group"], c.threads) for c in selected}
+    total = sum(len(c.budgets) for c in selected)
+    bar = tqdm(total=total, desc=f"{matrix.name}: rounds", unit="round", disable=not progress)
+    stop = threading.Event()
 
-    def show(ev: tuple) -> None:
-        method, domain, seed, r, primary, value = ev
-        bar.set_postfix_str(f"{domain} {method} s{seed} r{r} {primary}={value:.3f}")
-        bar.update()
+    def monitor() -> None:
+        while True:
+            done = sum(min(len(c.budgets), rounds_done(run_path(out, c))) for c in selected)
+            bar.update(done - bar.n)
+            if stop.wait(1.0):
+                return
 
-    n = 0
-    if launcher == "serial" or workers <= 1 or len(groups) == 1:
-        q: queue.Queue = queue.Queue()
-        for g in groups:
-            n += _run_group(g, str(out), device, "serial", q)
-            while not q.empty():
-                show(q.get())
-    else:
-        # fork: workers inherit the loaded datasets and imports (the parent has run no torch
-        # kernels, so no OpenMP pool is copied); spawn where fork does not exist
-        ctx = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-        with ctx.Manager() as mgr:
-            events = mgr.Queue()
-            stop = threading.Event()
-
-            def pump() -> None:
-                while not stop.is_set():
-                    try:
-                        show(events.get(timeout=0.2))
-                    except queue.Empty:
-                        continue
-
-            th = threading.Thread(target=pump, daemon=True)
-            th.start()
-            with ProcessPoolExecutor(
-                max_workers=min(workers, len(groups)), mp_context=ctx, initializer=_worker_init
-            ) as ex:
-                futs = [ex.submit(_run_group, g, str(out), device, "process", events) for g in groups]
-                done, _ = wait(futs, return_when=FIRST_EXCEPTION)
-                for f in futs:
-                    n += f.result()  # re-raises a worker's error with its traceback
-            stop.set()
-            th.join()
-            while not events.empty():
-                show(events.get())
-    bar.close()
-    return MatrixResult(cells, out, n)
+    mon = threading.Thread(target=monitor, daemon=True)
+    if progress:
+        mon.start()
+    outcomes: list[Outcome] = []
+    attempted: set[str] = set()
+    try:
+        while True:
+            states = {c.run_id: cell_state(run_path(out, c)).state for c in selected}
+            todo = [
+                jobs[c.run_id]
+                for c in selected
+                if c.run_id not in attempted and _wanted(states[c.run_id], retry_failed)
+            ]
+            if todo:
+                res = runner.launch(todo)
+                outcomes += res
+                attempted.update(o.cell_id for o in res if o.status != "not run")
+                if not wait:
+                    break
+                continue
+            if wait and any(s == "running" for s in states.values()):
+                time.sleep(poll)  # cells that another worker runs: wait for them (or for them to go stale)
+                continue
+            break
+    finally:
+        stop.set()
+        if progress:
+            mon.join()
+            bar.close()
+    final = {c.run_id: cell_state(run_path(out, c)).state for c in selected}
+    return MatrixResult(selected, out, _records_on_disk(out, selected), outcomes, final)

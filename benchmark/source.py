@@ -28,11 +28,12 @@ The source phase (``train_source``)
        "static adversarial regularisation", see ``baselines/sar_source_free.py``).
 
 The cache (``<out>/_cache/source/<key>/``: ``model.pt`` with ``{"detector", "discriminator",
-"discriminator_config"}``, ``meta.json``, ``DONE``) is made safe for parallel workers: a worker
-holds an exclusive ``flock`` on ``<key>.lock`` while it checks, trains and publishes, so a second
-worker waits and then re-uses the result; the result is written into a private temporary folder
-and published by one atomic ``rename`` (a worker without working ``flock``, e.g. on some network
-file systems, trains the identical model deterministically and the first rename wins). The record
+"discriminator_config"}``, ``meta.json``, ``DONE``) is made safe for parallel workers on any number
+of hosts: a worker holds the lease ``<key>.lease`` (``benchmark.runstate``: created atomically,
+heart-beaten, taken over when its holder dies) while it checks, trains and publishes, so the others
+wait and then re-use the result; the result is written into a private temporary folder and
+published by one atomic ``rename`` (should two workers ever build, the identical model is trained
+deterministically, the first rename wins and the other copy is discarded). The record
 of every round keeps ``init`` ("source" | "scratch") and ``source_checkpoint`` (sha256 of
 ``model.pt``, null for scratch); the source phase's cost ``timing.source_train_s`` (seconds,
 measured once, when it was trained) and ``timing.source_reused`` go with the other (volatile)
@@ -50,7 +51,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -295,25 +296,13 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (``flock``) while the block runs; a no-op where it is unavailable
-    (the atomic rename keeps the cache correct then)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    with open(lock_path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        except OSError:  # pragma: no cover - file systems without flock
-            yield
-            return
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _exclusive(lock_path: Path) -> contextlib.AbstractContextManager:
+    """Hold the build lease on ``lock_path`` (``benchmark.runstate.exclusive``): one worker on any
+    host that shares the folder builds, the others wait; a crashed builder's lease goes stale and a
+    waiter takes over. The atomic rename below keeps the cache correct even without it."""
+    from benchmark.runstate import exclusive
+
+    return exclusive(lock_path, what="source checkpoint")
 
 
 def _published(final: Path, key: str, reused: bool) -> SourceCheckpoint:
@@ -370,7 +359,7 @@ def ensure_source_checkpoint(
     if (final / "DONE").is_file():
         return _published(final, key, reused=True)
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root / f"{key}.lock"):
+    with _exclusive(root / f"{key}.lease"):
         if (final / "DONE").is_file():  # another worker published it while we waited
             return _published(final, key, reused=True)
         tmp = root / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
