@@ -707,7 +707,7 @@ def _os_error(exc: OSError) -> str:
     """One line for an OSError (read-only folder, full disk, missing file, ...)."""
     import errno
 
-    what = exc.strerror or exc.__class__.__name__
+    what = exc.strerror or str(exc) or exc.__class__.__name__
     where = exc.filename if exc.filename is not None else ""
     hint = ""
     if exc.errno == errno.ENOSPC:

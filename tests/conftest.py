@@ -77,3 +77,18 @@ def _train_context(
 def make_train_context():
     """Factory for the tests' common training set-up (see ``_train_context``)."""
     return _train_context
+
+
+@pytest.fixture
+def cached_backbone_weights(tmp_path_factory, monkeypatch):
+    """The ``full`` matrix's ImageNet ResNet-50 weights must be on disk before it validates (no download
+    mid-run): a stand-in file in a private torch hub cache (nothing loads it in these tests)."""
+    import torch
+
+    hub = tmp_path_factory.mktemp("hub")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    from benchmark.detectors import hub_weights_file
+
+    hub_weights_file().parent.mkdir(parents=True, exist_ok=True)
+    hub_weights_file().write_bytes(b"")
+    return hub_weights_file()

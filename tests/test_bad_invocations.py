@@ -84,7 +84,7 @@ ARGV = [
     ["run", "{m}", "--data-root", "dota"],
     ["run", "{m}", "--domains", "nope"],
     ["run", "{m}", "--methods", "supervised+nope"],
-    ["run", "{m}", "--launcher", "slurm"],
+    ["run", "{m}", "--launcher", "kubernetes"],
     ["run", "{m}", "--methods", "supervised[x=../../a]+random"],
     ["run", "{m}", "--methods", "../x"],
     ["run", "{m}", "--set", "dota.synthetic_size=huge"],

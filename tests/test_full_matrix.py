@@ -15,18 +15,7 @@ from domains.base import DatasetNotFoundError, SpecError
 FULL_DOMAINS = {"dota", "sonar", "foggy_cityscapes", "pedestrian"}
 
 
-@pytest.fixture(autouse=True)
-def _cached_backbone_weights(tmp_path_factory, monkeypatch):
-    """The full matrix's ImageNet ResNet-50 weights must be on disk before it validates (issue I: no
-    download mid-run); a stand-in file in a private torch hub cache (nothing here loads it)."""
-    import torch
-
-    hub = tmp_path_factory.mktemp("hub")
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
-    from benchmark.detectors import hub_weights_file
-
-    hub_weights_file().parent.mkdir(parents=True, exist_ok=True)
-    hub_weights_file().write_bytes(b"")
+pytestmark = pytest.mark.usefixtures("cached_backbone_weights")
 
 
 def _fake_roots(tmp_path: Path) -> dict[str, str]:

@@ -17,7 +17,7 @@ from benchmark.runner import run_matrix
 from benchmark.spec import load_matrix
 from benchmark.training import Schedule
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cached_backbone_weights")]
 
 # each domain runs a few of the matrix's methods; together they cover every trainer (the method
 # each paper was designed for goes to its domain)

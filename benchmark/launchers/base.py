@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.registry import Registry
-from domains.base import SpecError
+from domains.base import LabelbudgetError, SpecError
 
 LAUNCHERS: Registry = Registry("launcher", "labelbudget.launchers", ("benchmark.launchers",))
 
@@ -130,6 +130,9 @@ def cell_from_json(d: dict[str, Any]):
     d = dict(d)
     dom = dict(d.pop("domain"))
     dom["budgets"] = tuple(dom.get("budgets", ()))
+    dom["budget_fractions"] = tuple(dom.get("budget_fractions", ()))
+    if isinstance(dom.get("schedule"), dict):  # a per-domain [domains.X.schedule]
+        dom["schedule"] = Schedule(**dom["schedule"])
     sched = d.pop("schedule")
     return Cell(domain=DomainSetup(**dom), schedule=Schedule(**sched), **d)
 
@@ -221,6 +224,11 @@ def execute_job(
         return Outcome(cell.run_id, "done", f"{len(recs)} round(s) in {time.perf_counter() - t0:.1f} s")
     except LostLeaseError as exc:
         return Outcome(cell.run_id, "lost", str(exc))
+    except (LabelbudgetError, OSError):
+        # bad input, a method breaking the protocol's contract, a full disk, a read-only folder: the
+        # user has to act, so the run stops with one line; the cell is not marked failed, so the
+        # same command finishes it once the cause is fixed
+        raise
     except Exception as exc:
         info = record_failure(root, exc, lease)
         if verbose:
