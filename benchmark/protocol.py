@@ -351,8 +351,10 @@ def _run_cell(
                 model, data.images.many(test.ids), device=device, dense=needs_dense(data.domain)
             )
             counts = dict(zip(classes, (int(c) for c in pool.class_counts()), strict=True))
-            metrics = evaluate_domain(data.domain, test, preds, class_counts=counts)
-            preds_json = predictions_to_coco(preds, test.ids)
+            metrics = evaluate_domain(
+                scoring_domain(data.domain, getattr(model, "oriented", False)), test, preds, class_counts=counts
+            )
+            preds_json = predictions_json(preds, test.ids)
             if cache is not None:
                 _write_round0_cache(cache, model, preds_json, metrics)
         eval_s = time.perf_counter() - t1
@@ -449,6 +451,36 @@ def _run_cell(
         labelled = labelled + acquired
     rd.finish()
     return records
+
+
+def scoring_domain(domain: Domain, oriented: bool) -> Domain:
+    """The domain as a run scores it: for an oriented detector, a domain that names an
+    ``oriented_primary`` metric (DOTA: Task1) gets that metric first, so it is the record's primary
+    metric (and its per-class and long-tail values); every other metric stays."""
+    name = getattr(domain, "oriented_primary", None)
+    if not oriented or name is None:
+        return domain
+    first = [m for m in domain.metrics if m.name == name]
+    if not first:
+        raise SpecError(f"{domain.name}: oriented_primary {name!r} is not one of its metrics")
+    import copy
+
+    view = copy.copy(domain)
+    view.metrics = (*first, *(m for m in domain.metrics if m.name != name))  # type: ignore[misc]
+    return view
+
+
+def predictions_json(preds, ids: list[str]) -> list[dict[str, Any]]:
+    """``predictions.json`` entries (COCO results): the box, and for oriented detections also
+    ``segmentation`` ``[[x1, y1, ..., x4, y4]]`` (the polygon, COCO's polygon format)."""
+    out = predictions_to_coco(preds, ids)
+    polys = [q for p in preds if p.polygons is not None for q in p.polygons.tolist()]
+    if polys:
+        if len(polys) != len(out) or any(p.polygons is None for p in preds):
+            raise RuntimeError("some predictions carry polygons and some do not")
+        for entry, q in zip(out, polys, strict=True):
+            entry["segmentation"] = [[float(v) for v in q]]
+    return out
 
 
 def _save_state(path: Path, state: dict[str, torch.Tensor]) -> None:

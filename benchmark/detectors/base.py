@@ -39,6 +39,7 @@ class Prediction:
     labels: np.ndarray  # (N,) int64
     class_probs: np.ndarray  # (N, C) float32
     dense: dict[str, np.ndarray] = field(default_factory=dict)  # optional dense maps
+    polygons: np.ndarray | None = None  # (N, 8) float32 oriented corners (x1 y1 ... x4 y4), or None
 
     def __len__(self) -> int:
         return len(self.boxes)
