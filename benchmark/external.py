@@ -8,8 +8,8 @@ Accepted formats:
   index + 1 (the export's category ids).
 * ``dota``: the official DOTA submission files, a folder (or the files themselves) with
   ``Task1_<class>.txt`` (``imgname score x1 y1 x2 y2 x3 y3 x4 y4``) or ``Task2_<class>.txt``
-  (``imgname score xmin ymin xmax ymax``). Task1 polygons are scored by their horizontal boxes
-  until the oriented protocol is wired in.
+  (``imgname score xmin ymin xmax ymax``). Task1 polygons are kept (``Prediction.polygons``): the
+  Task1 metric scores them with polygon IoU, the horizontal metrics score their enclosing boxes.
 
 A malformed file raises ``AnnotationError`` naming the file and the line (or the JSON entry).
 """
@@ -30,7 +30,7 @@ def _empty_lists(n: int) -> list[dict[str, list]]:
     return [{"boxes": [], "scores": [], "labels": []} for _ in range(n)]
 
 
-def _to_predictions(acc: list[dict[str, list]], n_classes: int) -> list[Prediction]:
+def _to_predictions(acc: list[dict[str, list]], n_classes: int, polygons: bool = False) -> list[Prediction]:
     out = []
     for a in acc:
         boxes = np.asarray(a["boxes"], np.float32).reshape(-1, 4)
@@ -38,7 +38,8 @@ def _to_predictions(acc: list[dict[str, list]], n_classes: int) -> list[Predicti
         probs = np.zeros((len(labels), n_classes), np.float32)
         scores = np.asarray(a["scores"], np.float32)
         probs[np.arange(len(labels)), labels] = scores
-        out.append(Prediction(boxes, scores, labels, probs))
+        polys = np.asarray(a.get("polygons", []), np.float32).reshape(-1, 8) if polygons else None
+        out.append(Prediction(boxes, scores, labels, probs, polygons=polys))
     return out
 
 
@@ -120,10 +121,13 @@ def read_dota_task_files(path: Path, test: DomainDataset) -> list[Prediction]:
             if box[2] <= box[0] or box[3] <= box[1]:
                 raise AnnotationError(f, lineno, "degenerate box")
             a = acc[index[tok[0]]]
+            corners = coords if n_coords == 8 else [box[0], box[1], box[2], box[1], box[2], box[3], box[0], box[3]]
+            a.setdefault("polygons", []).append(corners)
             a["boxes"].append(box)
             a["scores"].append(score)
             a["labels"].append(label)
-    return _to_predictions(acc, len(test.classes))
+    task1 = any(f.stem.startswith("Task1_") for f in files)
+    return _to_predictions(acc, len(test.classes), polygons=task1)
 
 
 def read_predictions(path: str | Path, test: DomainDataset, fmt: str | None = None) -> list[Prediction]:
