@@ -344,7 +344,8 @@ class DILLoop(TeacherStudent):
         for im, t in zip(images, targets, strict=True):
             ign = t.get("ignore", torch.zeros(len(t["labels"]), dtype=torch.bool))
             polys = t.get("polygons") if oriented else None
-            for k, (box, lab, ig) in enumerate(zip(t["boxes"], t["labels"].tolist(), ign.tolist(), strict=True)):
+            rows = zip(t["boxes"], t["labels"].tolist(), ign.tolist(), strict=True)
+            for k, (box, lab, ig) in enumerate(rows):
                 if ig:
                     continue
                 counts[lab] += 1

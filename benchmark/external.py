@@ -121,7 +121,8 @@ def read_dota_task_files(path: Path, test: DomainDataset) -> list[Prediction]:
             if box[2] <= box[0] or box[3] <= box[1]:
                 raise AnnotationError(f, lineno, "degenerate box")
             a = acc[index[tok[0]]]
-            corners = coords if n_coords == 8 else [box[0], box[1], box[2], box[1], box[2], box[3], box[0], box[3]]
+            x0, y0, x1, y1 = box
+            corners = coords if n_coords == 8 else [x0, y0, x1, y0, x1, y1, x0, y1]
             a.setdefault("polygons", []).append(corners)
             a["boxes"].append(box)
             a["scores"].append(score)

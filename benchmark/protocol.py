@@ -351,9 +351,8 @@ def _run_cell(
                 model, data.images.many(test.ids), device=device, dense=needs_dense(data.domain)
             )
             counts = dict(zip(classes, (int(c) for c in pool.class_counts()), strict=True))
-            metrics = evaluate_domain(
-                scoring_domain(data.domain, getattr(model, "oriented", False)), test, preds, class_counts=counts
-            )
+            scoring = scoring_domain(data.domain, getattr(model, "oriented", False))
+            metrics = evaluate_domain(scoring, test, preds, class_counts=counts)
             preds_json = predictions_json(preds, test.ids)
             if cache is not None:
                 _write_round0_cache(cache, model, preds_json, metrics)

@@ -102,7 +102,9 @@ class FPN(nn.Module):
 
 
 class Head(nn.Module):
-    def __init__(self, ch: int, num_classes: int, n_convs: int, n_levels: int, oriented: bool = False) -> None:
+    def __init__(
+        self, ch: int, num_classes: int, n_convs: int, n_levels: int, oriented: bool = False
+    ) -> None:
         super().__init__()
         layers = []
         for _ in range(n_convs):
@@ -278,7 +280,7 @@ class FCOS(nn.Module):
         box axes, and the largest of its box-frame distances l/t/r/b is in the level's size range; the
         smallest box wins. Objects come as ``polygons`` (G, 8) when the target has them, else as their
         axis-aligned ``boxes`` (angle 0). Ignore objects are ignored by their horizontal boxes."""
-        from benchmark.detectors.obb import boxes_to_rbox, encode, poly_to_rbox, to_box_frame
+        from benchmark.detectors.obb import boxes_to_rbox, poly_to_rbox, to_box_frame
 
         all_locs = torch.cat(locs, 0)
         lo = torch.cat([torch.full((len(l_),), self.cfg.size_ranges[i]) for i, l_ in enumerate(locs)])

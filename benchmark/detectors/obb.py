@@ -86,9 +86,7 @@ def poly_hull_boxes(polys: torch.Tensor | np.ndarray):
         p = polys.reshape(-1, 8)
         return np.stack([p[:, 0::2].min(1), p[:, 1::2].min(1), p[:, 0::2].max(1), p[:, 1::2].max(1)], 1)
     p = polys.reshape(-1, 8)
-    return torch.stack(
-        [p[:, 0::2].amin(1), p[:, 1::2].amin(1), p[:, 0::2].amax(1), p[:, 1::2].amax(1)], 1
-    )
+    return torch.stack([p[:, 0::2].amin(1), p[:, 1::2].amin(1), p[:, 0::2].amax(1), p[:, 1::2].amax(1)], 1)
 
 
 def boxes_to_polys(boxes: np.ndarray) -> np.ndarray:

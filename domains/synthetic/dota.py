@@ -12,7 +12,8 @@ What it draws (fixed difficulty, not tuned to any method):
       (small-vehicle, large-vehicle, ship, storage-tank, plane, tennis-court, swimming-pool,
       helicopter). Angles as in DOTA: vehicles, ships, planes and helicopters at every angle (uniform
       in [-180, 180) degrees); tennis courts and swimming pools, laid out along streets and plots, within
-      4.5 degrees of an axis (``AXIS_ALIGNED``); storage tanks are round. Class frequency is Zipf-like, p_k ~ 1/(k+1)^1.5, so the head:tail ratio is ~23:1
+      4.5 degrees of an axis (``AXIS_ALIGNED``); storage tanks are round. Class frequency is
+      Zipf-like, p_k ~ 1/(k+1)^1.5, so the head:tail ratio is ~23:1
       (with the steeper 1.9, ~52:1, a 300-patch labelled set held ~25 instances of each tail class
       and their AP stayed near zero at every smoke budget: see the issue A note);
     * look-alike clutter that is not an object: building roofs (rectangles), trees (dark discs),
