@@ -117,13 +117,18 @@ class Head(nn.Module):
         self.cls = nn.Conv2d(ch, num_classes, 3, padding=1)
         self.reg = nn.Conv2d(ch, 4, 3, padding=1)
         self.ctr = nn.Conv2d(ch, 1, 3, padding=1)
-        self.angle = nn.Conv2d(ch, 1, 3, padding=1) if oriented else None  # radians, from the box tower
         self.scales = nn.Parameter(torch.ones(n_levels))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
         nn.init.constant_(self.cls.bias, -math.log((1 - 0.01) / 0.01))
+        # the angle (radians) from the shared tower; made last, so the other weights do not depend on it
+        self.angle: nn.Conv2d | None = None
+        if oriented:
+            self.angle = nn.Conv2d(ch, 1, 3, padding=1)
+            nn.init.normal_(self.angle.weight, std=0.01)
+            nn.init.zeros_(self.angle.bias)
 
     def forward(self, feats: list[torch.Tensor]):
         cls, reg, ctr, ang = [], [], [], []

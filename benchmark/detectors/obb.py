@@ -49,7 +49,7 @@ def rbox_to_poly(rb: torch.Tensor) -> torch.Tensor:
 
 
 def poly_to_rbox(polys: torch.Tensor) -> torch.Tensor:
-    """(N, 8) quadrilaterals -> (N, 5) minimum-area enclosing rotated boxes, ``theta`` in
+    """(N, 8) quadrilaterals -> (N, 5) minimum-area enclosing rotated boxes, ``w >= h``, ``theta`` in
     ``[-pi/2, pi/2)``. Degenerate polygons (all corners on one point) give ``w = h = 0``."""
     p = polys.reshape(-1, 4, 2).to(torch.float64)
     n = p.shape[0]
@@ -71,6 +71,9 @@ def poly_to_rbox(polys: torch.Tensor) -> torch.Tensor:
     cv = (v.amax(-1) + v.amin(-1))[k, best] / 2
     c, s = torch.cos(a), torch.sin(a)
     cx, cy = cu * c - cv * s, cu * s + cv * c
+    # long side first (mmrotate's "le90"): one reading per rectangle (squares keep the first side)
+    swap = h > w
+    w, h, a = torch.where(swap, h, w), torch.where(swap, w, h), torch.where(swap, a + math.pi / 2, a)
     return normalize_rbox(torch.stack([cx, cy, w, h, a], 1)).to(polys.dtype)
 
 
