@@ -250,8 +250,19 @@ class _ScaleRecorder:
 
     def __call__(self, image: torch.Tensor, boxes: torch.Tensor):
         out = self.view(image, boxes)
-        self.scales.append(out[0].shape[1] / max(1, image.shape[1]))
+        self.scales.append(self._ratio(image, out[0]))
         return out
+
+    def with_polygons(self, image: torch.Tensor, boxes: torch.Tensor, polygons):
+        out = self.view.with_polygons(image, boxes, polygons)
+        self.scales.append(self._ratio(image, out[0]))
+        return out
+
+    @staticmethod
+    def _ratio(image: torch.Tensor, view: torch.Tensor) -> float:
+        (h, w), (vh, vw) = image.shape[1:], view.shape[1:]
+        turned = (h - w) * (vh - vw) < 0  # a quarter turn swapped the sides (oriented weak views)
+        return (vw if turned else vh) / max(1, h)
 
 
 # --------------------------------------------------------------------------- relation consistency

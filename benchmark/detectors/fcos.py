@@ -571,8 +571,10 @@ class FCOS(nn.Module):
         # the score-sorted top candidates only: polygon NMS is quadratic
         order = torch.argsort(sc, descending=True, stable=True)[: self.cfg.pre_nms_topk]
         poly_np = poly[order].numpy()
-        k = polygon_nms(poly_np, sc[order].numpy(), lab[order].numpy(), self.cfg.nms_thresh)
-        k = order[torch.from_numpy(k)][: self.cfg.max_detections]
+        k = polygon_nms(
+            poly_np, sc[order].numpy(), lab[order].numpy(), self.cfg.nms_thresh, self.cfg.max_detections
+        )
+        k = order[torch.from_numpy(k)]
         return Prediction(
             bx[k].numpy().astype(np.float32),
             sc[k].numpy().astype(np.float32),
