@@ -124,8 +124,9 @@ def oriented_matrix(tmp_path: Path, extra: str = "") -> Path:
     text = find_matrix("tiny").read_text()
     text = re.sub(r'(?m)^name = "tiny_fcos_xs"$', 'name = "tiny_fcos_xs"\noriented = true', text)
     text = re.sub(r'(?m)^name = "tiny"$', 'name = "tiny-obb"', text)
+    text = text.replace("[detector]", extra + "\n[detector]", 1)  # top-level keys go before the tables
     path = tmp_path / "tiny-obb.toml"
-    path.write_text(text + extra)
+    path.write_text(text)
     return path
 
 
@@ -172,8 +173,13 @@ def test_evaluate_task1_files_equal_the_record(tmp_path, dota_tiny_root):
     from benchmark.training import predict_all
     from domains.patching import merge_patch_predictions
 
-    recs = _two_rounds(tmp_path, "supervised+random", "\nwarm_start = true\n")
-    m = load_matrix(str(oriented_matrix(tmp_path, "\nwarm_start = true\n")), methods=["supervised+random"])
+    path = oriented_matrix(tmp_path, "warm_start = true\n")  # warm start: each round's model is saved
+    text = path.read_text().replace("budgets = [8, 16]", "budgets = [24]")
+    path.write_text(re.sub(r"(?m)^iterations = \d+$", "iterations = 150", text))  # a model that detects
+    m = load_matrix(str(path), methods=["supervised+random"])
+    run_matrix(m, tmp_path / "out", launcher="serial", progress=False)
+    recs, problems = load_records(tmp_path / "out")
+    assert not problems and len(recs) == 1
     cell = m.cells[0]
     run = next((tmp_path / "out").glob("dota/supervised+random/seed0/*"))
     data = load_domain_data(cell.domain, progress=False)

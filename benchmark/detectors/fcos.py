@@ -160,6 +160,8 @@ class FCOSConfig:
     patchify_stem: bool = False
     oriented: bool = False  # rotated boxes: an angle output, ProbIoU loss, Prediction.polygons
     angle_loss_weight: float = 0.5  # weight of the sin^2(2 dtheta) term (oriented only)
+    hull_loss_weight: float = 0.0  # weight of GIoU between enclosing boxes (oriented only)
+    rotate90: bool = True  # oriented training views also turn by multiples of 90 degrees
 
 
 class FCOS(nn.Module):
@@ -357,6 +359,11 @@ class FCOS(nn.Module):
             * (torch.minimum(ltrb[:, 1], ltrb[:, 3]) / torch.maximum(ltrb[:, 1], ltrb[:, 3]))
         )
         loss = probiou_loss(pred, p_rb) + self.cfg.angle_loss_weight * angle_loss(pred[:, 4], p_rb[:, 4])
+        if self.cfg.hull_loss_weight > 0:
+            from benchmark.detectors.obb import poly_hull_boxes, rbox_to_poly
+
+            hp, ht = poly_hull_boxes(rbox_to_poly(pred)), poly_hull_boxes(rbox_to_poly(p_rb))
+            loss = loss + self.cfg.hull_loss_weight * generalized_box_iou_loss(hp, ht, reduction="none")
         return loss, ctr_t, out["ctr"][mask]
 
     # ------------------------------------------------------------------------------ interface
