@@ -17,6 +17,7 @@ from benchmark.detectors.obb import (
     decode,
     encode,
     normalize_rbox,
+    poly_hull_boxes,
     poly_to_rbox,
     polygon_nms,
     probiou_loss,
@@ -200,9 +201,7 @@ def test_rotate90_maps_image_boxes_and_polygons_alike(k):
     assert tuple(r_im.shape[1:]) == ((100, 80) if k % 2 else (80, 100))
     for j, level in enumerate((60, 120)):
         assert mask_iou(r_im, r_polys[j].numpy(), level) > 0.93
-    hull = torch.stack(
-        [r_polys[:, 0::2].amin(1), r_polys[:, 1::2].amin(1), r_polys[:, 0::2].amax(1), r_polys[:, 1::2].amax(1)], 1
-    )
+    hull = poly_hull_boxes(r_polys)
     assert torch.allclose(hull, r_boxes, atol=1e-4)
     # four quarter turns are the identity
     back = rotate90(r_im, r_boxes, r_polys, 4 - k)
@@ -247,19 +246,14 @@ def test_views_carry_polygons():
         assert kept.tolist() == [0, 1]
         for j, level in enumerate((60, 120)):
             assert mask_iou(out, polys[j].numpy(), level) > 0.93
-        hull = torch.stack(
-            [polys[:, 0::2].amin(1), polys[:, 1::2].amin(1), polys[:, 0::2].amax(1), polys[:, 1::2].amax(1)], 1
-        )
+        hull = poly_hull_boxes(polys)
         assert torch.allclose(hull, boxes, atol=1e-3)
     # scale jitter and the strong view's affine jitter: within a fraction of a pixel
     for view in (weak_view(torch.Generator().manual_seed(1)), strong_view(torch.Generator().manual_seed(2))):
         for _ in range(6):
             out, boxes, kept, polys = view.with_polygons(im, t["boxes"], t["polygons"])
             assert len(polys) == len(boxes) == len(kept)
-            hull = torch.stack(
-                [polys[:, 0::2].amin(1), polys[:, 1::2].amin(1), polys[:, 0::2].amax(1), polys[:, 1::2].amax(1)],
-                1,
-            )
+            hull = poly_hull_boxes(polys)
             h, w = out.shape[1:]
             hull[:, 0::2] = hull[:, 0::2].clamp(0, w)
             hull[:, 1::2] = hull[:, 1::2].clamp(0, h)
@@ -288,11 +282,10 @@ def test_oriented_detector_learns_an_angle():
     poly = rbox_to_poly(torch.tensor([48.0, 48.0, 44.0, 12.0, 0.6], dtype=torch.float64)).numpy()[None]
     im = drawn((96, 96), poly.astype(np.float32))
     t = {
-        "boxes": torch.tensor([[poly[0, 0::2].min(), poly[0, 1::2].min(), poly[0, 0::2].max(), poly[0, 1::2].max()]]),
+        "boxes": torch.from_numpy(poly_hull_boxes(poly).astype(np.float32)),
         "labels": torch.tensor([0]),
         "polygons": torch.from_numpy(poly.astype(np.float32)),
     }
-    t["boxes"] = t["boxes"].float()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         m = build_detector("tiny_fcos_xs", 1, oriented=True)
