@@ -11,6 +11,13 @@ name               params      use
                                weights (internet needed once); for GPUs and real data
 =================  ==========  ===============================================================
 
+Every preset takes ``oriented = true`` (``[detector] oriented = true`` in a matrix, or
+``build_detector(name, C, oriented=True)``): rotated boxes (Rotated FCOS head, ProbIoU + angle +
+enclosing-box GIoU loss, ``Prediction.polygons``; see ``benchmark.detectors.fcos``). Off by default.
+On DOTA an oriented detector's records have Task1 (``mAP50-task1``) as their primary metric, Task2
+(``mAP50``) beside it. Oriented options: ``angle_loss_weight`` (0.5), ``hull_loss_weight`` (1.0),
+``rotate90`` (true: training views turn by multiples of 90 degrees).
+
 The tiny presets sample positives within 2.5 strides of a box centre (FCOS uses 1.5): with
 objects of 8-40 px at stride 8 that gives small objects more than one positive location, and it
 learned measurably faster on the synthetic data (mAP50 0.33 vs 0.30 after 260 iterations).
