@@ -304,8 +304,11 @@ class FCOS(nn.Module):
     def assign_oriented(self, targets: list[dict], locs: list[torch.Tensor]):
         """Rotated-FCOS targets: per image (labels (L,), horizontal ``boxes`` rows (L, 4) of the
         assigned objects, their rotated boxes (L, 5)). A location is a candidate positive of an object
-        when it lies inside its rotated box, within ``center_radius`` strides of its centre along both
-        box axes, and the largest of its box-frame distances l/t/r/b is in the level's size range; the
+        when it lies inside its rotated box with each side widened to at least the location's stride
+        (else a thin object between two grid points, e.g. a 10 x 4 px vehicle at 45 degrees, has no
+        positive at all: 18 % of synthetic DOTA's objects without the widening, 7 % for the
+        horizontal detector), within ``center_radius`` strides of its centre along both box axes,
+        and the largest of its box-frame distances l/t/r/b is in the level's size range; the
         smallest box wins. Objects come as ``polygons`` (G, 8) when the target has them, else as their
         axis-aligned ``boxes`` (angle 0). Ignore objects are ignored by their horizontal boxes."""
         from benchmark.detectors.obb import boxes_to_rbox, poly_to_rbox, to_box_frame
@@ -339,7 +342,8 @@ class FCOS(nn.Module):
                 u, v = to_box_frame(all_locs[:, None, :].expand(L, G, 2), rb[None].expand(L, G, 5))
                 hw, hh = rb[:, 2] / 2, rb[:, 3] / 2
                 ltrb = torch.stack([u + hw, v + hh, hw - u, hh - v], 2)  # (L, G, 4) in the box frames
-                inside = ltrb.min(2).values > 0
+                half = stride[:, None] / 2
+                inside = (u.abs() < torch.maximum(hw, half)) & (v.abs() < torch.maximum(hh, half))
                 rad = stride[:, None] * self.cfg.center_radius
                 near = (u.abs() < rad) & (v.abs() < rad)
                 m = ltrb.max(2).values
@@ -370,10 +374,15 @@ class FCOS(nn.Module):
         from benchmark.detectors.obb import angle_loss, decode, encode, probiou_loss
 
         B, L = mask.shape
-        p_loc = out["locations"].to(out["reg"].device)[None].expand(B, L, 2)[mask]
+        dev = out["reg"].device
+        p_loc = out["locations"].to(dev)[None].expand(B, L, 2)[mask]
         p_rb = out["gt_rbox"][mask]
         pred = decode(p_loc, out["reg"][mask], out["angle"][mask])
-        ltrb, _ = encode(p_loc, p_rb)
+        # centre-ness in the box widened as in ``assign_oriented`` (a tiny box's centre scores high)
+        strides = torch.tensor(self.cfg.strides, dtype=p_rb.dtype, device=dev)
+        s = strides[out["level"].to(dev)][None].expand(B, L)[mask]
+        wide = torch.cat([p_rb[:, :2], torch.maximum(p_rb[:, 2:4], s[:, None]), p_rb[:, 4:]], 1)
+        ltrb, _ = encode(p_loc, wide)
         ltrb = ltrb.clamp(min=1e-6)
         ctr_t = torch.sqrt(
             (torch.minimum(ltrb[:, 0], ltrb[:, 2]) / torch.maximum(ltrb[:, 0], ltrb[:, 2]))
