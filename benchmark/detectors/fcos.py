@@ -327,11 +327,9 @@ class FCOS(nn.Module):
             if ignore is None:
                 ignore = torch.zeros(len(boxes), dtype=torch.bool)
             polys = t.get("polygons")
-            rb_all = (
-                poly_to_rbox(polys.reshape(-1, 8).float())
-                if polys is not None and len(polys) == len(boxes)
-                else boxes_to_rbox(boxes)
-            )
+            if polys is not None and len(polys) != len(boxes):
+                raise ValueError(f"a target has {len(polys)} polygons for {len(boxes)} boxes")
+            rb_all = poly_to_rbox(polys.reshape(-1, 8).float()) if polys is not None else boxes_to_rbox(boxes)
             lab = torch.full((len(all_locs),), -1, dtype=torch.long)
             bx = torch.zeros((len(all_locs), 4))
             rbx = torch.zeros((len(all_locs), 5))
