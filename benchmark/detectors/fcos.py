@@ -21,8 +21,9 @@ centre-ness target, centre-ness BCE. Scores at inference: sqrt(p_cls * p_ctr), c
 default; DOTA Task1): Rotated FCOS as in mmrotate's ``RotatedFCOSHead`` (Tian et al.'s FCOS with an
 angle branch): one more 3x3 conv on the shared tower predicts the angle (radians, unbounded), the
 l/t/r/b distances are measured in the object's own rotated frame, and a location is a positive
-when it lies inside the rotated box and within ``center_radius`` strides of its centre along the
-box's axes (centre-ness in the box frame too). Targets are the minimum-area rectangles of the
+when it lies inside the rotated box (each side widened to at least the location's stride, so thin
+diagonal objects between grid points still get one) and within ``center_radius`` strides of its
+centre along the box's axes (centre-ness in the box frame too). Targets are the minimum-area rectangles of the
 annotated polygons (``benchmark.detectors.obb.poly_to_rbox``, long side first). Box loss, weighted
 by the centre-ness target as above: **ProbIoU** (Llerena et al. 2021, YOLO-OBB's box loss: the
 Hellinger distance between the boxes' Gaussians; invariant to theta + pi and to the long/short side
@@ -37,6 +38,11 @@ corners (not clipped, like DOTA's ground truth), ``boxes`` their enclosing boxes
 image, after class-wise polygon NMS (exact polygon IoU, ``obb.polygon_nms``). Changing
 ``oriented`` adds the angle conv after every other layer is initialised, so the remaining
 weights are those of the horizontal detector with the same seed.
+
+Measured (``smoke`` matrix on synthetic DOTA v4, ``tiny_fcos_xs``, 360 iterations, seeds 0/1,
+supervised + random / entropy, 300 patches; mean of the 4 cells): oriented Task1 mAP50 0.257 and
+Task2 0.286 (every cell's Task1 within 0.035 of its Task2); the horizontal detector on the same
+data, its boxes scored as Task1 polygons: Task1 0.215, Task2 0.286.
 """
 
 from __future__ import annotations
