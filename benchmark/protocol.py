@@ -49,7 +49,7 @@ from benchmark.results import (
 from benchmark.source import SourceCheckpoint, ensure_source_checkpoint, source_record
 from benchmark.spec import SCHEMA_VERSION, Cell, DomainSetup, canonical_hash, parse_trainer, seed_hash
 from benchmark.training import predict_all
-from domains.base import Domain, DomainDataset, SpecError, get_domain
+from domains.base import DOMAINS, Domain, DomainDataset, SpecError, get_domain
 
 # cuBLAS needs a fixed workspace for deterministic results on CUDA >= 10.2; it is read when the
 # first cuBLAS handle is made, so it is set before any GPU work (an explicit user setting wins).
@@ -168,12 +168,13 @@ def _new_detector_factory(
     domain discriminator for source-free methods; never source samples)."""
     weights_seed = seed_hash(cell.seed, "weights")
     state = source.detector_state() if source is not None else None
+    box_type = DOMAINS.get(cell.domain.name).box_type  # resolves ``oriented = "auto"``
 
     def make() -> torch.nn.Module:
         # initialise under a private copy of the global RNG: the caller's state is untouched
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights_seed)
-            model = build_detector(cell.detector, n_classes, **cell.detector_options)
+            model = build_detector(cell.detector, n_classes, box_type, **cell.detector_options)
         if state is not None:
             model.load_state_dict(state)
         return model.to(memory_format=torch.channels_last)

@@ -142,7 +142,9 @@ def train_supervised(
     opt = make_optimizer(model, schedule)
     ema = ModelEMA(model, schedule.ema_decay) if schedule.ema_decay > 0 else None
     n = len(images)
-    rotate = bool(getattr(model, "oriented", False)) and bool(getattr(model.cfg, "rotate90", True))
+    rotate = bool(getattr(model, "oriented", False)) and bool(
+        getattr(getattr(model, "cfg", None), "rotate90", True)
+    )
     for it in range(schedule.iterations):
         for g in opt.param_groups:
             g["lr"] = schedule.lr_at(it)
@@ -536,7 +538,8 @@ class TeacherStudent:
             raise ValueError("no labelled images to train on")
         cfg, schedule, gen, device = self.cfg, self.schedule, self.gen, self.device
         model.to(device).train()
-        if getattr(model, "oriented", False) and getattr(model.cfg, "rotate90", True) and not self.rotate:
+        turn = getattr(getattr(model, "cfg", None), "rotate90", True)
+        if getattr(model, "oriented", False) and turn and not self.rotate:
             # oriented detectors see aerial views at every multiple of 90 degrees (weak views too)
             from benchmark.augment import weak_view
 

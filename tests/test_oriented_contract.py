@@ -216,3 +216,24 @@ def test_evaluate_task1_files_equal_the_record(tmp_path, dota_tiny_root):
     assert np.allclose(pj[0]["segmentation"][0], first.polygons[0], atol=1e-4)
     b = first.boxes[0]
     assert np.allclose(pj[0]["bbox"], [b[0], b[1], b[2] - b[0], b[3] - b[1]], atol=1e-4)
+
+
+def test_oriented_auto_follows_the_domain_box_type(tmp_path):
+    """``oriented = "auto"``: one matrix-wide setting, oriented on DOTA, horizontal elsewhere."""
+    from benchmark.protocol import _new_detector_factory
+    from domains.base import SpecError
+
+    path = oriented_matrix(tmp_path)
+    path.write_text(path.read_text().replace("oriented = true", 'oriented = "auto"'))
+    for domain, want in (("dota", True), ("sonar", False), ("pedestrian", False)):
+        m = load_matrix(str(path), domains=[domain], sets={domain: {"synthetic_size": "tiny"}})
+        cell = m.cells[0]
+        assert cell.detector_options == {"oriented": "auto"}
+        model = _new_detector_factory(cell, 3)()
+        assert model.oriented is want and (model.head.angle is not None) is want
+    assert build_detector("tiny_fcos_xs", 3, "obb", oriented="auto").oriented
+    assert not build_detector("tiny_fcos_xs", 3, "hbb", oriented="auto").oriented
+    with pytest.raises(SpecError, match="box type"):
+        build_detector("tiny_fcos_xs", 3, oriented="auto")
+    with pytest.raises(SpecError, match="oriented must be"):
+        build_detector("tiny_fcos_xs", 3, oriented="yes")

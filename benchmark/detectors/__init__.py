@@ -12,8 +12,11 @@ name               params      use
 =================  ==========  ===============================================================
 
 Every preset takes ``oriented = true`` (``[detector] oriented = true`` in a matrix, or
-``build_detector(name, C, oriented=True)``): rotated boxes (Rotated FCOS head, ProbIoU + angle +
-enclosing-box GIoU loss, ``Prediction.polygons``; see ``benchmark.detectors.fcos``). Off by default.
+``build_detector(name, C, oriented=True)``), or ``oriented = "auto"``: oriented on domains whose
+``box_type`` is ``"obb"`` (DOTA), horizontal elsewhere (the setting for a matrix that mixes
+domains: horizontal-box domains then train exactly the horizontal detector). Rotated boxes
+(Rotated FCOS head, ProbIoU + angle + enclosing-box GIoU loss, ``Prediction.polygons``; see
+``benchmark.detectors.fcos``). Off by default.
 On DOTA an oriented detector's records have Task1 (``mAP50-task1``) as their primary metric, Task2
 (``mAP50``) beside it. Oriented options: ``angle_loss_weight`` (0.5), ``hull_loss_weight`` (1.0),
 ``rotate90`` (true: training views turn by multiples of 90 degrees).
@@ -57,10 +60,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_detector(name: str, num_classes: int, **overrides: Any) -> FCOS:
-    """Build a detector preset; ``overrides`` set ``FCOSConfig`` fields (e.g. ``score_thresh``)."""
+def build_detector(name: str, num_classes: int, box_type: str | None = None, **overrides: Any) -> FCOS:
+    """Build a detector preset; ``overrides`` set ``FCOSConfig`` fields (e.g. ``score_thresh``).
+    ``oriented = "auto"`` is oriented exactly when the domain's ``box_type`` is ``"obb"`` (DOTA), so
+    one matrix-wide ``[detector]`` table serves oriented and horizontal domains alike."""
     if name not in PRESETS:
         raise SpecError(f"unknown detector {name!r}; presets: {', '.join(PRESETS)}")
+    oriented = overrides.get("oriented")
+    if oriented == "auto":
+        if box_type is None:
+            raise SpecError('detector option oriented = "auto" needs the domain\'s box type')
+        overrides = {**overrides, "oriented": box_type == "obb"}
+    elif oriented is not None and not isinstance(oriented, bool):
+        raise SpecError(f'detector option oriented must be true, false or "auto", got {oriented!r}')
     cfg = FCOSConfig(num_classes=num_classes, **PRESETS[name])
     fields = set(FCOSConfig.__dataclass_fields__)
     bad = set(overrides) - fields
