@@ -53,6 +53,13 @@ in [0.3, 0.7), focal-classification-only pseudo-labels, EMA teacher evaluated):
   feature-level perturbation (switch ``rcr_feature_noise``): dropout (``rcr_dropout``) and Gaussian
   noise (``rcr_noise`` x the embeddings' standard deviation) on the student's embeddings.
 
+Oriented detectors (DOTA Task1): every bank instance keeps its polygon in crop coordinates (the
+ground truth's polygon, or the oriented teacher's) and a paste carries it scaled and shifted exactly
+as its crop (``paste_polygon``; pastes are not rotated, so a pasted object keeps its source's
+angle); pseudo-labels carry the teacher's polygons; with ``paste_full_positive`` the pasted
+instances get the oriented box loss (ProbIoU + angle term, ``FCOS.oriented_regression``) and
+centre-ness in their box frame. RCR embeds the instances by their horizontal boxes either way.
+
 Default acquisition strategy: ``class_balanced``. DIL's bank and its rare-class paste sampling feed
 on labelled instances of rare classes (the ground-truth part of the bank is never evicted), so a
 strategy that queries the images where the model sees rare classes adds exactly what DIA multiplies.
@@ -124,13 +131,15 @@ class BankInstance:
     label: int
     scale: float  # pixels of the crop per native pixel (the weak view's resize factor)
     source: str  # "gt" or "teacher"
+    polygon: tuple[float, ...] | None = None  # the object's (8,) polygon inside ``pixels``, if oriented
 
 
 def crop_instance(
-    image: torch.Tensor, box, label: int, scale: float, source: str, margin: int
+    image: torch.Tensor, box, label: int, scale: float, source: str, margin: int, polygon=None
 ) -> BankInstance | None:
     """Cut ``box`` plus a ``margin``-pixel border out of a uint8 (3, H, W) image; None when the box
-    is degenerate (under 2 pixels a side) or touches the image border (a truncated object)."""
+    is degenerate (under 2 pixels a side) or touches the image border (a truncated object). An
+    object's ``polygon`` (8,) (oriented data) is kept in the crop's coordinates."""
     h, w = int(image.shape[1]), int(image.shape[2])
     x0, y0, x1, y1 = (float(v) for v in box)
     if x1 - x0 < 2 or y1 - y0 < 2 or x0 < 1 or y0 < 1 or x1 > w - 1 or y1 > h - 1:
@@ -138,7 +147,24 @@ def crop_instance(
     cx0, cy0 = max(0, math.floor(x0) - margin), max(0, math.floor(y0) - margin)
     cx1, cy1 = min(w, math.ceil(x1) + margin), min(h, math.ceil(y1) + margin)
     pixels = image[:, cy0:cy1, cx0:cx1].clone()
-    return BankInstance(pixels, (x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0), int(label), float(scale), source)
+    poly = None
+    if polygon is not None:
+        q = [float(v) for v in polygon]
+        poly = tuple(v - (cx0 if k % 2 == 0 else cy0) for k, v in enumerate(q))
+    return BankInstance(
+        pixels, (x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0), int(label), float(scale), source, poly
+    )
+
+
+def paste_polygon(inst: BankInstance, pasted_box: torch.Tensor) -> torch.Tensor:
+    """The (8,) polygon of ``inst`` pasted as ``pasted_box`` (what ``paste_instance`` returned): the
+    crop's scale and shift applied to the instance's polygon (its box's corners when it has none)."""
+    x0, y0, x1, y1 = inst.box
+    poly = inst.polygon if inst.polygon is not None else (x0, y0, x1, y0, x1, y1, x0, y1)
+    pb = [float(v) for v in pasted_box]
+    fx, fy = (pb[2] - pb[0]) / max(x1 - x0, 1e-6), (pb[3] - pb[1]) / max(y1 - y0, 1e-6)
+    ox, oy = pb[0] - x0 * fx, pb[1] - y0 * fy
+    return torch.tensor([v * fx + ox if k % 2 == 0 else v * fy + oy for k, v in enumerate(poly)])
 
 
 class ForegroundBank:
@@ -224,8 +250,19 @@ class _ScaleRecorder:
 
     def __call__(self, image: torch.Tensor, boxes: torch.Tensor):
         out = self.view(image, boxes)
-        self.scales.append(out[0].shape[1] / max(1, image.shape[1]))
+        self.scales.append(self._ratio(image, out[0]))
         return out
+
+    def with_polygons(self, image: torch.Tensor, boxes: torch.Tensor, polygons):
+        out = self.view.with_polygons(image, boxes, polygons)
+        self.scales.append(self._ratio(image, out[0]))
+        return out
+
+    @staticmethod
+    def _ratio(image: torch.Tensor, view: torch.Tensor) -> float:
+        (h, w), (vh, vw) = image.shape[1:], view.shape[1:]
+        turned = (h - w) * (vh - vw) < 0  # a quarter turn swapped the sides (oriented weak views)
+        return (vw if turned else vh) / max(1, h)
 
 
 # --------------------------------------------------------------------------- relation consistency
@@ -259,9 +296,12 @@ def relation_consistency(t_emb: torch.Tensor, s_emb: torch.Tensor, temperature: 
 # --------------------------------------------------------------------------- the training loop
 
 
-def pasted_box_losses(out: dict, pasted: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def pasted_box_losses(
+    out: dict, pasted: list[torch.Tensor], model: torch.nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GIoU (centre-ness weighted) and centre-ness losses at the student's positive locations that
-    are assigned to a pasted box, from ``last_outputs`` of its strong-view forward pass."""
+    are assigned to a pasted box, from ``last_outputs`` of its strong-view forward pass. An oriented
+    ``model`` (its ``last_outputs`` carry ``gt_rbox``) uses its own oriented box loss instead."""
     labels, gt, reg, ctr = out["labels"], out["gt"], out["reg"], out["ctr"]
     mask = torch.zeros_like(labels, dtype=torch.bool)
     for b, pb in enumerate(pasted):
@@ -272,6 +312,10 @@ def pasted_box_losses(out: dict, pasted: list[torch.Tensor]) -> tuple[torch.Tens
     if not mask.any():
         zero = reg.sum() * 0.0 + ctr.sum() * 0.0
         return zero, zero
+    if "gt_rbox" in out and model is not None:
+        box_l, ctr_t, ctr_logit = model.oriented_regression(out, mask)
+        box = (box_l * ctr_t).sum() / ctr_t.sum().clamp(min=1e-6)
+        return box, F.binary_cross_entropy_with_logits(ctr_logit, ctr_t, reduction="mean")
     locs = out["locations"].to(reg.device)[None].expand(labels.shape[0], -1, 2)[mask]
     p_reg, p_gt = reg[mask], gt[mask]
     pred = torch.cat([locs - p_reg[:, :2], locs + p_reg[:, 2:]], 1)
@@ -307,13 +351,17 @@ class DILLoop(TeacherStudent):
         hp = self.hp
         self.weak = _ScaleRecorder(self.weak)
         counts = np.zeros(self.num_classes)
+        oriented = bool(getattr(model, "oriented", False))
         for im, t in zip(images, targets, strict=True):
             ign = t.get("ignore", torch.zeros(len(t["labels"]), dtype=torch.bool))
-            for box, lab, ig in zip(t["boxes"], t["labels"].tolist(), ign.tolist(), strict=True):
+            polys = t.get("polygons") if oriented else None
+            rows = zip(t["boxes"], t["labels"].tolist(), ign.tolist(), strict=True)
+            for k, (box, lab, ig) in enumerate(rows):
                 if ig:
                     continue
                 counts[lab] += 1
-                inst = crop_instance(im, box, lab, 1.0, "gt", int(hp["paste_margin"]))
+                poly = polys[k] if polys is not None else None
+                inst = crop_instance(im, box, lab, 1.0, "gt", int(hp["paste_margin"]), poly)
                 if inst is not None:
                     self.bank.add(inst)
         self.class_weights = (1.0 / (counts + 1.0)) ** float(hp["rare_power"])
@@ -330,14 +378,15 @@ class DILLoop(TeacherStudent):
         for p in preds[:n]:
             conf = detection_confidence(p, cfg.confidence)
             keep = conf >= low
-            out.append(
-                {
-                    "boxes": torch.from_numpy(p.boxes[keep].copy()),
-                    "labels": torch.from_numpy(p.labels[keep].copy()),
-                    "scores": torch.from_numpy(conf[keep].copy()),
-                    "ignore": torch.from_numpy(conf[keep] < cfg.threshold),
-                }
-            )
+            pl = {
+                "boxes": torch.from_numpy(p.boxes[keep].copy()),
+                "labels": torch.from_numpy(p.labels[keep].copy()),
+                "scores": torch.from_numpy(conf[keep].copy()),
+                "ignore": torch.from_numpy(conf[keep] < cfg.threshold),
+            }
+            if p.polygons is not None:
+                pl["polygons"] = torch.from_numpy(p.polygons[keep].copy())
+            out.append(pl)
         if grow:
             self.grow_bank(weak, preds[:n], preds[n:] if len(preds) > n else None)
         return out
@@ -375,6 +424,7 @@ class DILLoop(TeacherStudent):
                         self._weak_scales[i],
                         "teacher",
                         int(hp["paste_margin"]),
+                        p.polygons[k] if p.polygons is not None else None,
                     )
                     if inst is not None:
                         self.bank.add(inst)
@@ -386,7 +436,7 @@ class DILLoop(TeacherStudent):
         composites, targets = [], []
         for i, (im, pl) in enumerate(zip(weak, pseudo, strict=True)):
             boxes, labels = pl["boxes"].reshape(-1, 4).float(), pl["labels"]
-            pasted_boxes, pasted_labels = [], []
+            pasted_boxes, pasted_labels, pasted_polys = [], [], []
             if hp["dia"]:
                 occupied = boxes.clone()
                 for _ in range(int(hp["paste_k"])):
@@ -405,6 +455,7 @@ class DILLoop(TeacherStudent):
                     im, pb = res
                     pasted_boxes.append(pb)
                     pasted_labels.append(inst.label)
+                    pasted_polys.append(paste_polygon(inst, pb))
                     # the crop's border counts as occupied too, so later pastes do not cover it
                     m = float(hp["paste_margin"])
                     occupied = torch.cat([occupied, (pb + torch.tensor([-m, -m, m, m]))[None]])
@@ -422,6 +473,9 @@ class DILLoop(TeacherStudent):
                 ),
                 "index": torch.arange(len(boxes) + n_p),
             }
+            if "polygons" in pl:  # an oriented teacher: the pastes carry their polygons too
+                pp = torch.stack(pasted_polys) if n_p else torch.zeros((0, 8))
+                t["polygons"] = torch.cat([pl["polygons"].reshape(-1, 8).float(), pp.float()])
             composites.append(im)
             targets.append(t)
         self._composites = composites
@@ -432,7 +486,7 @@ class DILLoop(TeacherStudent):
         loss, ulosses = super().unsup_loss(student, step)
         if self.hp["dia"] and self.hp["paste_full_positive"] and self.cfg.cls_only:
             pasted = [t["boxes"][t["pasted"]] for t in step.strong_targets]
-            box, ctr = pasted_box_losses(student.last_outputs, pasted)
+            box, ctr = pasted_box_losses(student.last_outputs, pasted, student)
             loss = loss + box + ctr
             ulosses = {**ulosses, "paste_box": box, "paste_ctr": ctr}
         return loss, ulosses

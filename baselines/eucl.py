@@ -77,6 +77,10 @@ Saliency metrics on sonar (MAE, max-F, S-measure, pixel accuracy) are computed b
 foreground map: the max over FPN levels of the max-class probability, resized to the image), so the
 foreground loss acts on the per-location probabilities that are scored.
 
+Oriented detectors (DOTA Task1): the pseudo-labels are the shared loop's, with the teacher's
+polygons carried through the strong view (``mean_teacher``'s card); the dense uncertainty, foreground
+and contrastive terms work on locations and are unchanged.
+
 Hyper-parameters (defaults):
     uncertainty_weighting = True   per-location certainty weights on the pseudo-label cls loss
     foreground_loss = True         certainty-weighted, balanced BCE on the foreground map

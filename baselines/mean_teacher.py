@@ -51,6 +51,12 @@ box-regression and centre-ness losses on the pseudo-labels (``cls_only = False``
 Over seeds 0-5 the 0.5 threshold gains +0.017 mAP50, 95 % t-CI [-0.033, +0.067]: not yet a
 significant improvement over ``supervised`` at this budget (see the issue E report).
 
+Oriented detectors (DOTA Task1, ``[detector] oriented = true``): the teacher's pseudo-labels carry
+its polygons, mapped through the strong view with the boxes (``benchmark.augment``); labelled and
+weak views also rotate by multiples of 90 degrees. With ``cls_only`` the angle reaches the student
+only through the assignment (positives are the locations inside the pseudo-label's rotated box);
+the angle itself is learnt from the labelled images (ProbIoU + angle term).
+
 Hyper-parameters (defaults):
     threshold = 0.5           pseudo-label confidence threshold (UT ``BBOX_THRESHOLD`` = 0.7, see (4))
     confidence = "cls"        what is thresholded: class probability ("cls") or FCOS score ("score")

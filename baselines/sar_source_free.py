@@ -52,6 +52,10 @@ Our reconstruction [I] (on ``benchmark.training.TeacherStudent``, the shared mea
   tau)`` (the labelled loss hands over to the pseudo-labels) and ``lambda_u(tau) = unsup_weight
   exp(-unsup_growth (1 - tau)^2)`` (the Mean-Teacher exponential ramp-up over the whole adaptation
   phase). Off: ``lambda_l = 1`` and the shared loop's short ramp-up of ``lambda_u`` (``rampup``).
+* Oriented detectors (DOTA Task1): the strong view's polygons are un-flipped like its boxes; each
+  fused box takes the polygon of the view detection of its class that overlaps it most
+  (``benchmark.fusion.fused_polygons``: angles are chosen, not averaged), and the pseudo-labels carry
+  these polygons (the student's assignment uses their rotated boxes).
 * Default acquisition strategy: ``entropy``. The paper does no active learning; entropy of the
   teacher's class probabilities is the standard uncertainty criterion, cheap, and the same
   quantity the confidence threshold acts on, so it queries the images whose pseudo-labels are least
@@ -97,7 +101,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines.base import Method, TrainContext, register_method
-from benchmark.fusion import wbf
+from benchmark.fusion import fused_polygons, wbf
 from benchmark.source import DomainDiscriminator, pooled_features, train_discriminator
 from benchmark.training import (
     Step,
@@ -145,6 +149,13 @@ class TeacherStrongView:
         return torch.from_numpy(np.ascontiguousarray(self.compose(image=hwc)["image"].transpose(2, 0, 1)))
 
 
+def unflip_polygons(polygons: np.ndarray, width: int) -> np.ndarray:
+    """(N, 8) polygons of a horizontally flipped image of ``width`` back into the original geometry."""
+    out = np.asarray(polygons, np.float32).reshape(-1, 8).copy()
+    out[:, 0::2] = width - out[:, 0::2]
+    return out
+
+
 def unflip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
     """xyxy boxes of a horizontally flipped image of ``width`` back into the original geometry."""
     if not len(boxes):
@@ -164,25 +175,29 @@ def fuse_views(
     out = []
     low = hp["threshold"] if hp["ignore_below"] is None else min(hp["ignore_below"], hp["threshold"])
     for pw, ps, size in zip(weak_preds, strong_preds, sizes, strict=True):
-        bs, ss, ls = [], [], []
+        bs, ss, ls, qs = [], [], [], []
+        oriented = pw.polygons is not None and ps.polygons is not None
         for p, boxes in ((pw, pw.boxes), (ps, ps.boxes)):
             conf = detection_confidence(p, hp["confidence"])
             keep = conf >= hp["fusion_skip"]
             bs.append(boxes[keep])
             ss.append(conf[keep])
             ls.append(p.labels[keep])
+            if oriented:
+                qs.append(p.polygons[keep])
         fb, fs, fl = wbf(
             bs, ss, ls, size, weights=list(hp["fusion_weights"]), iou_thr=hp["fusion_iou"], conf_type="avg"
         )
         keep = fs >= low
-        out.append(
-            {
-                "boxes": torch.from_numpy(fb[keep].copy()),
-                "labels": torch.from_numpy(fl[keep].copy()),
-                "scores": torch.from_numpy(fs[keep].copy()),
-                "ignore": torch.from_numpy(fs[keep] < hp["threshold"]),
-            }
-        )
+        pl = {
+            "boxes": torch.from_numpy(fb[keep].copy()),
+            "labels": torch.from_numpy(fl[keep].copy()),
+            "scores": torch.from_numpy(fs[keep].copy()),
+            "ignore": torch.from_numpy(fs[keep] < hp["threshold"]),
+        }
+        if oriented:
+            pl["polygons"] = torch.from_numpy(fused_polygons(fb, fl, bs, ss, ls, qs)[keep].copy())
+        out.append(pl)
     return out
 
 
@@ -220,6 +235,8 @@ class SARTrainer(TeacherStudent):
         p_strong = predict_all(self.teacher, strong, batch_size=len(strong), device=self.device)
         for p, im in zip(p_strong, strong, strict=True):  # un-flip into the weak view's geometry
             p.boxes = unflip_boxes(p.boxes, int(im.shape[2]))
+            if p.polygons is not None:
+                p.polygons = unflip_polygons(p.polygons, int(im.shape[2]))
         sizes = [(int(im.shape[1]), int(im.shape[2])) for im in weak]
         return fuse_views(p_weak, p_strong, sizes, self.hp)
 

@@ -46,6 +46,11 @@ the Unbiased-Teacher-style loop of ``mean_teacher``, with its settings and its t
     positives (ground truth) and unlabelled positives (pseudo-labels, times the unsupervised
     weight). It is added as the term ``sum_pos (w_c − 1) · focal(pos) / normaliser`` on the
     logits the loop has already computed, so the positives' total classification weight is w_c.
+* Oriented detectors (DOTA Task1): pseudo-labels carry the teacher's polygons. The TEMA teacher
+  is one network, so its polygons are its own; the ``"ensemble"`` teachers' fused box takes the
+  polygon of the member detection of its class that overlaps it most
+  (``benchmark.fusion.fused_polygons``: an angle is chosen, never averaged, since a rectangle reads
+  the same at theta and theta + pi and with its sides swapped at theta + pi/2).
 * Everything else is ``mean_teacher``'s: burn-in, confidence = class probability, hard
   pseudo-labels on the classification branch only, unsupervised weight 4 with a sigmoid ramp-up,
   ignore band, strong-view batches that leave BatchNorm statistics alone, weak labelled views.
@@ -90,7 +95,7 @@ import torch
 from torchvision.ops import sigmoid_focal_loss
 
 from baselines.base import Method, TrainContext, register_method
-from benchmark.fusion import wbf
+from benchmark.fusion import fused_polygons, wbf
 from benchmark.training import (
     Schedule,
     Step,
@@ -248,48 +253,56 @@ class TripleEMATrainer(TeacherStudent):
             new = conf[(labels == c) & (conf >= low)]
             self.buffers[c] = np.concatenate([self.buffers[c], new])[-size:]
 
-    def teacher_detections(self, weak: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per weak view: (boxes, confidences, labels) of the teacher (fused for "ensemble")."""
+    def teacher_detections(self, weak: list[torch.Tensor]) -> list[tuple]:
+        """Per weak view: (boxes, confidences, labels, polygons or None) of the teacher (fused for
+        "ensemble"; an oriented ensemble's fused box takes the polygon of its best-overlapping member
+        detection, ``benchmark.fusion.fused_polygons``)."""
         kind = self.cfg.confidence
         if self.hp["mode"] != "ensemble" or len(self.members) == 1:
             preds = predict_all(self.teacher, weak, batch_size=len(weak), device=self.device)
-            return [(p.boxes, detection_confidence(p, kind), p.labels) for p in preds]
+            return [(p.boxes, detection_confidence(p, kind), p.labels, p.polygons) for p in preds]
         per_member = [predict_all(m, weak, batch_size=len(weak), device=self.device) for m in self.members]
         out = []
         for i, im in enumerate(weak):
             ps = [pm[i] for pm in per_member]
-            out.append(
-                wbf(
-                    [p.boxes for p in ps],
-                    [detection_confidence(p, kind) for p in ps],
-                    [p.labels for p in ps],
-                    (int(im.shape[1]), int(im.shape[2])),
-                    iou_thr=self.hp["wbf_iou"],
-                )
+            confs = [detection_confidence(p, kind) for p in ps]
+            fb, fs, fl = wbf(
+                [p.boxes for p in ps],
+                confs,
+                [p.labels for p in ps],
+                (int(im.shape[1]), int(im.shape[2])),
+                iou_thr=self.hp["wbf_iou"],
             )
+            polys = None
+            if all(p.polygons is not None for p in ps):
+                polys = fused_polygons(
+                    fb, fl, [p.boxes for p in ps], confs, [p.labels for p in ps], [p.polygons for p in ps]
+                )
+            out.append((fb, fs, fl, polys))
         return out
 
     def make_pseudo_labels(self, weak: list[torch.Tensor], it: int) -> list[dict]:
         dets = self.teacher_detections(weak)
-        for _, conf, lab in dets:
+        for _, conf, lab, _ in dets:
             self.observe(np.asarray(conf, np.float32), np.asarray(lab, np.int64))
         tau = self.class_thresholds()
         self.stats["class_thresholds"] = [round(float(t), 4) for t in tau]
         low_ig = self.cfg.ignore_below
         out = []
-        for boxes, conf, lab in dets:
+        for boxes, conf, lab, polys in dets:
             conf = np.asarray(conf, np.float32)
             lab = np.asarray(lab, np.int64)
             t = tau[lab] if len(lab) else np.zeros(0)
             keep = conf >= (np.minimum(t, low_ig) if low_ig is not None else t)
-            out.append(
-                {
-                    "boxes": torch.from_numpy(np.asarray(boxes, np.float32)[keep].copy()),
-                    "labels": torch.from_numpy(lab[keep].copy()),
-                    "scores": torch.from_numpy(conf[keep].copy()),
-                    "ignore": torch.from_numpy(conf[keep] < t[keep]),
-                }
-            )
+            pl = {
+                "boxes": torch.from_numpy(np.asarray(boxes, np.float32)[keep].copy()),
+                "labels": torch.from_numpy(lab[keep].copy()),
+                "scores": torch.from_numpy(conf[keep].copy()),
+                "ignore": torch.from_numpy(conf[keep] < t[keep]),
+            }
+            if polys is not None:
+                pl["polygons"] = torch.from_numpy(np.asarray(polys, np.float32)[keep].copy())
+            out.append(pl)
         return out
 
     # ------------------------------------------------------------------ stage 2: re-balancing

@@ -15,6 +15,12 @@ gives the same views. Images are uint8 ``(3, H, W)`` tensors, boxes ``(N, 4)`` x
 each call returns the view, its boxes and the indices of the input boxes that survived (boxes that
 leave the image or keep less than ``min_visibility`` of their area are dropped; use the indices to
 carry labels, scores or ignore flags along).
+
+Oriented objects: ``BoxView.with_polygons`` carries (N, 8) polygons through the same transform as
+albumentations keypoints (their corners; pixel-centre convention, so flips and 90-degree rotations
+map them exactly, scale and affine jitter to a fraction of a pixel); polygons are not clipped (as
+DOTA's ground truth), their boxes are. ``weak_view(rotate90=True)`` adds a random rotation by a
+multiple of 90 degrees (aerial imagery has no "up"): the oriented detectors' weak view.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class BoxView:
                 clip=True,
                 filter_invalid_bboxes=True,
             ),
+            keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
             seed=_seed_from(gen),
         )
 
@@ -57,6 +64,14 @@ class BoxView:
         self, image: torch.Tensor, boxes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``image`` uint8 (3, H, W), ``boxes`` (N, 4) xyxy -> (view, view boxes (M, 4), kept (M,))."""
+        im, ob, kept, _ = self.with_polygons(image, boxes, None)
+        return im, ob, kept
+
+    def with_polygons(
+        self, image: torch.Tensor, boxes: torch.Tensor, polygons: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """As ``__call__``, also mapping ``polygons`` (N, 8) (or None): returns (view, view boxes
+        (M, 4), kept (M,), the kept objects' polygons (M, 8) in the view, or None)."""
         h, w = int(image.shape[1]), int(image.shape[2])
         hwc = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
         b = boxes.detach().cpu().numpy().astype(np.float64).reshape(-1, 4)
@@ -65,20 +80,37 @@ class BoxView:
             b[:, [1, 3]] = b[:, [1, 3]].clip(0, h)
         ok = (b[:, 2] - b[:, 0] >= 1e-3) & (b[:, 3] - b[:, 1] >= 1e-3)
         idx = np.nonzero(ok)[0]
-        out = self.compose(image=hwc, bboxes=b[ok], index=idx.tolist())
+        kp = np.zeros((0, 2))
+        if polygons is not None:
+            poly = polygons.detach().cpu().numpy().astype(np.float64).reshape(-1, 8)
+            if len(poly) != len(b):
+                raise ValueError(f"{len(poly)} polygons for {len(b)} boxes")
+            kp = poly.reshape(-1, 2) - 0.5  # continuous coordinates -> pixel-centre keypoints
+        out = self.compose(image=hwc, bboxes=b[ok], index=idx.tolist(), keypoints=kp)
         im = torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1)))
         ob = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
-        kept = torch.as_tensor(np.asarray(out["index"], dtype=np.int64).reshape(-1))
-        return im, torch.from_numpy(ob), kept
+        kept_np = np.asarray(out["index"], dtype=np.int64).reshape(-1)
+        kept = torch.as_tensor(kept_np)
+        polys = None
+        if polygons is not None:
+            pts = np.asarray(out["keypoints"], np.float64)[:, :2] + 0.5
+            polys = torch.from_numpy(pts.reshape(-1, 8)[kept_np].astype(np.float32))
+        return im, torch.from_numpy(ob), kept, polys
 
 
 def weak_view(
-    gen: torch.Generator, vertical_flip: bool = True, scale: tuple[float, float] = (0.8, 1.25)
+    gen: torch.Generator,
+    vertical_flip: bool = True,
+    scale: tuple[float, float] = (0.8, 1.25),
+    rotate90: bool = False,
 ) -> BoxView:
-    """Flip + scale jitter (the image is resized by a factor drawn from ``scale``)."""
+    """Flip + scale jitter (the image is resized by a factor drawn from ``scale``); with ``rotate90``
+    also a rotation by 0, 90, 180 or 270 degrees (uniform)."""
     t: list = [A.HorizontalFlip(p=0.5)]
     if vertical_flip:
         t.append(A.VerticalFlip(p=0.5))
+    if rotate90:
+        t.append(A.RandomRotate90(p=1.0))
     if scale != (1.0, 1.0):
         t.append(A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0))
     return BoxView(t, gen)

@@ -12,6 +12,7 @@ the detector for them.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import importlib.util
@@ -117,3 +118,18 @@ def _per_class_key(per_class: dict[str, Any]) -> str:
     """The per-class number the long-tail groups average (AP50 where the protocol reports it)."""
     first = next(iter(per_class.values()), {})
     return "AP50" if "AP50" in first else next(iter(first), "AP50")
+
+
+def scoring_domain(domain: Domain, oriented: bool) -> Domain:
+    """The domain as a run scores it: for an oriented detector, a domain that names an
+    ``oriented_primary`` metric (DOTA: Task1) gets that metric first, so it is the record's primary
+    metric (and its per-class and long-tail values); every other metric stays."""
+    name = getattr(domain, "oriented_primary", None)
+    if not oriented or name is None:
+        return domain
+    first = [m for m in domain.metrics if m.name == name]
+    if not first:
+        raise SpecError(f"{domain.name}: oriented_primary {name!r} is not one of its metrics")
+    view = copy.copy(domain)
+    view.metrics = (*first, *(m for m in domain.metrics if m.name != name))  # type: ignore[misc]
+    return view

@@ -33,8 +33,6 @@ import numpy as np
 from benchmark.detectors.base import Prediction
 from domains.base import AnnotationError, Domain, DomainDataset, SpecError
 
-TASK1_METRIC = "mAP50-task1"
-
 
 def _cut(text: str, n: int = 120) -> str:
     """A bad line as it may appear in an error message (long lines are cut)."""
@@ -296,7 +294,7 @@ def evaluate_external(
     from ``saliency_maps`` (a folder of ``<id>.png``) and left out, with a note, without it. Oriented
     predictions (Task1 files, or COCO results with 8-point segmentations) on an oriented-box domain are
     also scored by polygon IoU (``mAP50-task1``), which becomes the primary metric."""
-    from benchmark.evaluation import evaluate_domain, get_protocol
+    from benchmark.evaluation import evaluate_domain, get_protocol, scoring_domain
 
     is_task_files = (
         (fmt or "") == "dota" or Path(path).is_dir() or Path(path).name.startswith(("Task1_", "Task2_"))
@@ -304,6 +302,9 @@ def evaluate_external(
     if is_task_files:
         test = scenes_of(test)  # DOTA submissions name whole scenes: score them on the scenes
     preds = read_predictions(path, test, fmt, domain)
+    # oriented predictions (Task1 files, COCO results with 8-point segmentations) are scored as an
+    # oriented detector's run is: DOTA's Task1 (polygon IoU) becomes the primary metric
+    domain = scoring_domain(domain, any(p.polygons is not None for p in preds))
     if saliency_maps is not None:
         attach_saliency_maps(preds, test, saliency_maps)
         return evaluate_domain(domain, test, preds)
@@ -313,12 +314,4 @@ def evaluate_external(
     res = evaluate_domain(domain, test, preds, skip=set(dense))
     if dense:
         res["skipped"] = {n: "needs saliency maps (--saliency-maps DIR)" for n in dense}
-    oriented = any(p.polygons is not None for p in preds)
-    if oriented and domain.box_type == "obb" and TASK1_METRIC not in res["metrics"]:
-        t1, impl = get_protocol("dota_task1")[0](domain, test, preds)
-        res["metrics"] = {TASK1_METRIC: float(t1["mAP50"]), **res["metrics"]}
-        res["higher_is_better"] = {TASK1_METRIC: True, **res["higher_is_better"]}
-        res["impl"] = {TASK1_METRIC: impl, **res["impl"]}
-        res["primary"] = TASK1_METRIC
-        res["per_class_task1"] = t1["per_class"]
     return res

@@ -43,3 +43,33 @@ def wbf(
     )
     fb = np.asarray(fb, dtype=np.float64).reshape(-1, 4) * scale
     return fb.astype(np.float32), np.asarray(fs, np.float32), np.asarray(fl).astype(np.int64)
+
+
+def fused_polygons(
+    fused_boxes: np.ndarray,
+    fused_labels: np.ndarray,
+    boxes: list[np.ndarray],
+    scores: list[np.ndarray],
+    labels: list[np.ndarray],
+    polygons: list[np.ndarray],
+) -> np.ndarray:
+    """Polygons (N, 8) for WBF's fused boxes of oriented detection sets: each fused box takes the
+    polygon of the input detection of its class that overlaps it most (box IoU; the higher score on
+    ties). Angles are not averaged (a mean of angles is ill-defined across the pi/2 symmetry of a
+    rectangle); the fused box keeps WBF's coordinates."""
+    from benchmark.metrics.dota import hbb_iou
+
+    fb = np.asarray(fused_boxes, np.float64).reshape(-1, 4)
+    if not len(fb):
+        return np.zeros((0, 8), np.float32)
+    mb = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for b in boxes])
+    ms = np.concatenate([np.asarray(s, np.float64).reshape(-1) for s in scores])
+    ml = np.concatenate([np.asarray(lab, np.int64).reshape(-1) for lab in labels])
+    mp = np.concatenate([np.asarray(p, np.float32).reshape(-1, 8) for p in polygons])
+    iou = hbb_iou(fb, mb)
+    same = np.asarray(fused_labels, np.int64).reshape(-1, 1) == ml[None, :]
+    rank = np.where(same, iou + 1e-6 * ms[None, :], -1.0)
+    best = rank.argmax(1)
+    if (rank[np.arange(len(fb)), best] < 0).any():
+        raise ValueError("a fused box has no input detection of its class")
+    return mp[best].copy()

@@ -36,7 +36,7 @@ import torch
 
 from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
 from benchmark.detectors import build_detector
-from benchmark.evaluation import evaluate_domain, metrics_code_version, needs_dense
+from benchmark.evaluation import evaluate_domain, metrics_code_version, needs_dense, scoring_domain
 from benchmark.metrics.coco import predictions_to_coco
 from benchmark.results import (
     RunDir,
@@ -51,7 +51,7 @@ from benchmark.results import (
 from benchmark.source import SourceCheckpoint, ensure_source_checkpoint, source_record
 from benchmark.spec import SCHEMA_VERSION, Cell, DomainSetup, canonical_hash, parse_trainer, seed_hash
 from benchmark.training import predict_all
-from domains.base import Domain, DomainDataset, SpecError, get_domain
+from domains.base import DOMAINS, Domain, DomainDataset, SpecError, get_domain
 
 # cuBLAS needs a fixed workspace for deterministic results on CUDA >= 10.2; it is read when the
 # first cuBLAS handle is made, so it is set before any GPU work (an explicit user setting wins).
@@ -170,12 +170,13 @@ def _new_detector_factory(
     domain discriminator for source-free methods; never source samples)."""
     weights_seed = seed_hash(cell.seed, "weights")
     state = source.detector_state() if source is not None else None
+    box_type = DOMAINS.get(cell.domain.name).box_type  # resolves ``oriented = "auto"``
 
     def make() -> torch.nn.Module:
         # initialise under a private copy of the global RNG: the caller's state is untouched
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights_seed)
-            model = build_detector(cell.detector, n_classes, **cell.detector_options)
+            model = build_detector(cell.detector, n_classes, box_type, **cell.detector_options)
         if state is not None:
             model.load_state_dict(state)
         return model.to(memory_format=torch.channels_last)
@@ -370,8 +371,9 @@ def _run_cell(
                 model, data.images.many(test.ids), device=device, dense=needs_dense(data.domain)
             )
             counts = dict(zip(classes, (int(c) for c in pool.class_counts()), strict=True))
-            metrics = evaluate_domain(data.domain, test, preds, class_counts=counts)
-            preds_json = predictions_to_coco(preds, test.ids)
+            scoring = scoring_domain(data.domain, getattr(model, "oriented", False))
+            metrics = evaluate_domain(scoring, test, preds, class_counts=counts)
+            preds_json = predictions_json(preds, test.ids)
             if publish:
                 _write_round0_cache(cache, model, preds_json, metrics, _train_stats(method, False))
         hold.close()
@@ -469,6 +471,19 @@ def _run_cell(
         labelled = labelled + acquired
     rd.finish()
     return records
+
+
+def predictions_json(preds, ids: list[str]) -> list[dict[str, Any]]:
+    """``predictions.json`` entries (COCO results): the box, and for oriented detections also
+    ``segmentation`` ``[[x1, y1, ..., x4, y4]]`` (the polygon, COCO's polygon format)."""
+    out = predictions_to_coco(preds, ids)
+    polys = [q for p in preds if p.polygons is not None for q in p.polygons.tolist()]
+    if polys:
+        if len(polys) != len(out) or any(p.polygons is None for p in preds):
+            raise RuntimeError("some predictions carry polygons and some do not")
+        for entry, q in zip(out, polys, strict=True):
+            entry["segmentation"] = [[float(v) for v in q]]
+    return out
 
 
 def _save_state(path: Path, state: dict[str, torch.Tensor]) -> None:

@@ -59,31 +59,65 @@ def make_optimizer(model: torch.nn.Module, schedule: Schedule) -> torch.optim.Op
 
 
 def sample_targets(s: Sample) -> dict[str, torch.Tensor]:
-    """Training targets of a sample: boxes, labels and ignore flags (ignore regions stay ignored)."""
-    return {
+    """Training targets of a sample: boxes, labels and ignore flags (ignore regions stay ignored),
+    and the objects' ``polygons`` (N, 8) where the sample has them (oriented domains)."""
+    out = {
         "boxes": torch.from_numpy(s.boxes.copy()),
         "labels": torch.from_numpy(s.labels.copy()),
         "ignore": torch.from_numpy(np.asarray(s.ignore).copy()),
     }
+    if s.polygons is not None:
+        out["polygons"] = torch.from_numpy(np.asarray(s.polygons, np.float32).copy())
+    return out
+
+
+def rotate90(
+    image: torch.Tensor, boxes: torch.Tensor, polygons: torch.Tensor | None, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Rotate a uint8 (3, H, W) image by ``k`` x 90 degrees (counter-clockwise on screen) with its
+    xyxy boxes and (N, 8) polygons: one step maps a point (x, y) to (y, W - x)."""
+    for _ in range(k % 4):
+        w = image.shape[2]
+        image = torch.rot90(image, 1, dims=(1, 2))
+        boxes = torch.stack([boxes[:, 1], w - boxes[:, 2], boxes[:, 3], w - boxes[:, 0]], 1)
+        if polygons is not None:
+            p = polygons.reshape(-1, 4, 2)
+            polygons = torch.stack([p[..., 1], w - p[..., 0]], -1).reshape(-1, 8)
+    return image, boxes, polygons
 
 
 def flip_batch(
-    images: list[torch.Tensor], targets: list[dict], gen: torch.Generator, vertical: bool = True
+    images: list[torch.Tensor],
+    targets: list[dict],
+    gen: torch.Generator,
+    vertical: bool = True,
+    rotate: bool = False,
 ) -> tuple[list[torch.Tensor], list[dict]]:
-    """Random horizontal (and vertical) flips of uint8 (3, H, W) images with their boxes."""
+    """Random horizontal (and vertical) flips of uint8 (3, H, W) images with their boxes (and
+    ``polygons`` where the targets have them); with ``rotate`` also a random rotation by a multiple
+    of 90 degrees (drawn after the flips, so ``rotate=False`` draws exactly what it always drew)."""
     out_i, out_t = [], []
     flips = torch.rand((len(images), 2), generator=gen) < 0.5
-    for im, t, (fh, fv) in zip(images, targets, flips.tolist(), strict=True):
+    turns = torch.randint(4, (len(images),), generator=gen).tolist() if rotate else [0] * len(images)
+    for im, t, (fh, fv), k in zip(images, targets, flips.tolist(), turns, strict=True):
         h, w = im.shape[1], im.shape[2]
         b = t["boxes"].clone()
+        poly = t.get("polygons")
+        poly = poly.clone().reshape(-1, 8) if poly is not None else None
         if fh:
             im = im.flip(2)
             b[:, [0, 2]] = w - b[:, [2, 0]]
+            if poly is not None:
+                poly[:, 0::2] = w - poly[:, 0::2]
         if vertical and fv:
             im = im.flip(1)
             b[:, [1, 3]] = h - b[:, [3, 1]]
+            if poly is not None:
+                poly[:, 1::2] = h - poly[:, 1::2]
+        if k:
+            im, b, poly = rotate90(im, b, poly, k)
         out_i.append(im)
-        out_t.append({**t, "boxes": b})
+        out_t.append({**t, "boxes": b} if poly is None else {**t, "boxes": b, "polygons": poly})
     return out_i, out_t
 
 
@@ -108,11 +142,14 @@ def train_supervised(
     opt = make_optimizer(model, schedule)
     ema = ModelEMA(model, schedule.ema_decay) if schedule.ema_decay > 0 else None
     n = len(images)
+    rotate = bool(getattr(model, "oriented", False)) and bool(
+        getattr(getattr(model, "cfg", None), "rotate90", True)
+    )
     for it in range(schedule.iterations):
         for g in opt.param_groups:
             g["lr"] = schedule.lr_at(it)
         idx = torch.randint(n, (schedule.batch_size,), generator=gen).tolist()
-        ims, tg = flip_batch([images[i] for i in idx], [targets[i] for i in idx], gen, vertical_flip)
+        ims, tg = flip_batch([images[i] for i in idx], [targets[i] for i in idx], gen, vertical_flip, rotate)
         batch: Batch = make_batch(ims).to(device)
         losses = model.losses(batch, tg)
         loss = sum(losses.values())
@@ -302,28 +339,36 @@ def pseudo_labels(
     confidence: str = "cls",
 ) -> list[dict[str, torch.Tensor]]:
     """Teacher detections scoring at least ``threshold`` as targets (boxes, labels, scores, ignore);
-    with ``ignore_below``, detections scoring in ``[ignore_below, threshold)`` come as ignore regions."""
+    with ``ignore_below``, detections scoring in ``[ignore_below, threshold)`` come as ignore regions.
+    An oriented teacher's pseudo-labels also carry its ``polygons``."""
     preds = predict_all(teacher, images, batch_size=len(images), device=device)
     out = []
     low = threshold if ignore_below is None else min(ignore_below, threshold)
     for p in preds:
         conf = detection_confidence(p, confidence)
         keep = conf >= low
-        out.append(
-            {
-                "boxes": torch.from_numpy(p.boxes[keep].copy()),
-                "labels": torch.from_numpy(p.labels[keep].copy()),
-                "scores": torch.from_numpy(conf[keep].copy()),
-                "ignore": torch.from_numpy(conf[keep] < threshold),
-            }
-        )
+        pl = {
+            "boxes": torch.from_numpy(p.boxes[keep].copy()),
+            "labels": torch.from_numpy(p.labels[keep].copy()),
+            "scores": torch.from_numpy(conf[keep].copy()),
+            "ignore": torch.from_numpy(conf[keep] < threshold),
+        }
+        if p.polygons is not None:
+            pl["polygons"] = torch.from_numpy(p.polygons[keep].copy())
+        out.append(pl)
     return out
 
 
 def _apply_view(view, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
-    im, boxes, kept = view(image, target["boxes"])
-    out = {k: v[kept] for k, v in target.items() if isinstance(v, torch.Tensor) and k != "boxes"}
+    """A view of ``image`` with ``target`` carried into it: boxes (and ``polygons``) mapped, every
+    other per-object tensor kept for the surviving objects."""
+    polys = target.get("polygons")
+    im, boxes, kept, new_polys = view.with_polygons(image, target["boxes"], polys)
+    skip = ("boxes", "polygons")
+    out = {k: v[kept] for k, v in target.items() if isinstance(v, torch.Tensor) and k not in skip}
     out["boxes"] = boxes
+    if new_polys is not None:
+        out["polygons"] = new_polys
     return im, {**{k: v for k, v in target.items() if not isinstance(v, torch.Tensor)}, **out}
 
 
@@ -387,6 +432,7 @@ class TeacherStudent:
         self.teacher: torch.nn.Module | None = None
         self.ema: ModelEMA | None = None
         self.keep = 1.0
+        self.rotate = False  # set by ``fit``: 90-degree rotations for oriented detectors
 
     # ------------------------------------------------------------------ hooks (override these)
     def setup(
@@ -478,7 +524,7 @@ class TeacherStudent:
             views = [_apply_view(self.weak, images[i], targets[i]) for i in idx]
             return [v[0] for v in views], [v[1] for v in views]
         return flip_batch(
-            [images[i] for i in idx], [targets[i] for i in idx], self.gen, self.cfg.vertical_flip
+            [images[i] for i in idx], [targets[i] for i in idx], self.gen, self.cfg.vertical_flip, self.rotate
         )
 
     def fit(
@@ -492,6 +538,13 @@ class TeacherStudent:
             raise ValueError("no labelled images to train on")
         cfg, schedule, gen, device = self.cfg, self.schedule, self.gen, self.device
         model.to(device).train()
+        turn = getattr(getattr(model, "cfg", None), "rotate90", True)
+        if getattr(model, "oriented", False) and turn and not self.rotate:
+            # oriented detectors see aerial views at every multiple of 90 degrees (weak views too)
+            from benchmark.augment import weak_view
+
+            self.rotate = True
+            self.weak = weak_view(gen, cfg.vertical_flip, cfg.scale_jitter, rotate90=True)
         self.setup(model, images, targets, unlabelled)
         opt = make_optimizer(model, schedule)
         extra = [p for p in self.extra_parameters() if p.requires_grad]

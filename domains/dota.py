@@ -288,7 +288,15 @@ class DOTA(Domain):
             "dota_task2",
             "mAP50",
             "DOTA devkit Task2 (horizontal boxes) on merged full scenes, VOC07 11-point, IoU > 0.5; "
-            "Task2 until the detector emits polygons",
+            "the primary metric unless the detector is oriented",
+        ),
+        MetricSpec(
+            "mAP50-task1",
+            True,
+            "dota_task1",
+            "mAP50",
+            "DOTA devkit Task1 (oriented boxes, polygon IoU > 0.5) on merged full scenes, VOC07 11-point; "
+            "the primary metric of oriented detectors (a horizontal detector's boxes count as polygons)",
         ),
         MetricSpec("mAP50-95", True, "coco", "AP", "COCO AP over IoU 0.50:0.05:0.95, on patches"),
         MetricSpec("mAP50-patch", True, "coco", "AP50", "COCO AP at IoU 0.5, on patches"),
@@ -301,7 +309,8 @@ class DOTA(Domain):
         "iof_thr": 0.7,
         "source_sensor": None,
     }
-    synthetic_version = "3"
+    synthetic_version = "4"  # 4: courts and pools near axis-aligned
+    oriented_primary = "mAP50-task1"  # the primary metric when the detector emits polygons
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

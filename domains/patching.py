@@ -194,6 +194,8 @@ def merge_patch_predictions(
     pixels, ``scores`` and ``labels``, and optionally ``polygons`` (N, 8). With ``oriented`` (default:
     whenever every prediction carries polygons) the polygons are merged with polygon NMS, otherwise the
     boxes with axis-aligned NMS; NMS is class-wise per scene at ``iou_thresh`` (0.1, the devkit's value).
+    ``oriented=True`` on predictions without polygons (a horizontal detector scored by Task1) takes
+    each box's four corners as its polygon.
 
     Returns ``{scene: MergedDetections}`` with an entry for every scene that has a patch (possibly empty).
     """
@@ -208,7 +210,12 @@ def merge_patch_predictions(
         boxes = np.asarray(pred.boxes, np.float64).reshape(-1, 4) + [x, y, x, y]
         polys = None
         if oriented:
-            polys = np.asarray(pred.polygons, np.float64).reshape(-1, 8) + np.tile([x, y], 4)
+            own = getattr(pred, "polygons", None)
+            polys = (
+                np.asarray(own, np.float64).reshape(-1, 8)
+                if own is not None
+                else np.asarray(pred.boxes, np.float64).reshape(-1, 4)[:, [0, 1, 2, 1, 2, 3, 0, 3]]
+            ) + np.tile([x, y], 4)
         parts[scene].append(
             (
                 boxes,

@@ -1,7 +1,9 @@
 """The CUDA path: every method trains and every strategy selects on a GPU, and a matrix run with
 ``device="cuda"`` writes valid records on each benchmark domain (source checkpoints included).
 
-Skipped on machines without CUDA (CI has none); run on a GPU machine with ``pytest tests/test_cuda.py``.
+Skipped on machines without CUDA (CI has none); run on a GPU machine with ``pytest tests/test_cuda.py``
+(``LABELBUDGET_TEST_DEVICE=cpu`` runs the same checks on the CPU). The oriented ``fcos_r50`` (the
+full matrix's DOTA detector) trains, predicts polygons and runs a matrix reproducibly on the device.
 """
 
 from __future__ import annotations
@@ -123,3 +125,60 @@ def test_deterministic_block_restores_settings():
         if DEVICE.startswith("cuda"):
             assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
+
+
+# ------------------------------------------------------------------------------ oriented fcos_r50
+
+
+def test_oriented_fcos_r50_trains_and_predicts_polygons_on_cuda(pool, make_train_context):
+    """The full matrix's detector with ``oriented = true``: ResNet-50 FCOS with the rotated head
+    trains (ProbIoU + angle + hull losses) and predicts polygons on the device."""
+
+    def r50():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return build_detector("fcos_r50", len(pool.classes), oriented=True, score_thresh=0.0)
+
+    ctx = make_train_context(pool, r50, iterations=3, device=DEVICE)
+    model = METHODS.get("supervised")().train(ctx)
+    assert model.oriented and not model.training
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    from benchmark.detectors import images_to_tensors, make_batch
+
+    batch = make_batch(images_to_tensors([pool.image(i) for i in pool.ids[:2]])).to(DEVICE)
+    preds = model.predict(batch)
+    assert all(p.polygons is not None and p.polygons.shape == (len(p), 8) for p in preds)
+    assert any(len(p) for p in preds) and all(np.isfinite(p.polygons).all() for p in preds)
+
+
+def test_oriented_fcos_r50_matrix_on_cuda(tmp_path):
+    """A matrix with the oriented ``fcos_r50`` on synthetic DOTA, on the device, twice: Task1 is the
+    primary metric, predictions.json carries the polygons, and the same seed gives the same
+    metrics and selections (deterministic kernels)."""
+    from benchmark.spec import find_matrix
+
+    text = find_matrix("tiny").read_text()
+    text = text.replace('name = "tiny_fcos_xs"', 'name = "fcos_r50"\noriented = true')
+    text = text.replace("iterations = 12", "iterations = 4").replace("batch_size = 4", "batch_size = 2")
+    path = tmp_path / "tiny-r50-obb.toml"
+    path.write_text(text)
+    methods = ["supervised+random", "mean_teacher+entropy"]
+    runs = []
+    for k in ("a", "b"):
+        m = load_matrix(str(path), methods=methods)
+        assert all(c.detector == "fcos_r50" and c.detector_options == {"oriented": True} for c in m.cells)
+        run_matrix(m, tmp_path / k, launcher="serial", device=DEVICE, progress=False)
+        recs, problems = load_records(tmp_path / k)
+        assert not problems, problems
+        runs.append({(r["method"], r["round"]): r for r in recs})
+        want = torch.cuda.get_device_name(DEVICE) if DEVICE.startswith("cuda") else "cpu"
+        for r in recs:
+            assert r["primary_metric"] == "mAP50-task1" and "mAP50" in r["metrics"]
+            assert r["provenance"]["device"] == want
+        preds = [json.loads(f.read_text()) for f in (tmp_path / k).rglob("round0/predictions.json")]
+        assert preds and all("segmentation" in e for p in preds for e in p)
+    a, b = runs
+    assert a.keys() == b.keys() and len(a) == 2 * len(methods)
+    for key, ra in a.items():
+        assert ra["metrics"] == b[key]["metrics"], f"{key}: metrics differ between identical runs"
+        assert ra["labelled_sha256"] == b[key]["labelled_sha256"], f"{key}: selections differ"

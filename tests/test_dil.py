@@ -75,7 +75,7 @@ def one_step(data, hp: dict, teacher_patch=None, no_labels: bool = False, seed: 
     classes, images, targets, unlabelled = data
     if no_labels:
         targets = [
-            {**t, "boxes": t["boxes"][:0], "labels": t["labels"][:0], "ignore": t["ignore"][:0]}
+            {k: v[:0] if isinstance(v, torch.Tensor) else v for k, v in t.items()}  # polygons too
             for t in targets
         ]
     model = new_model(len(classes))

@@ -204,7 +204,8 @@ def test_evaluate_equals_devkit_port(tmp_path, task, seed):
     out = tmp_path / "r.json"
     assert main(["evaluate", "dota", str(root), str(sub), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    ours = res["per_class_task1"] if task == 1 else res["per_class"]
+    assert res["primary"] == ("mAP50-task1" if task == 1 else "mAP50")
+    ours = res["per_class"]
     checked = 0
     for cls in CLASSES:
         expected = port_voc_eval(dets.get(cls, []), gt_files, cls, task)

@@ -13,6 +13,7 @@ teacher's student next to its teacher) when the trainer left them on the model; 
 committee is the model under test-time views (identity, horizontal flip, vertical flip: boxes are
 mapped back), a cheap stand-in when no snapshots exist (for example a round-0 model restored from
 the cache). Snapshot members are built on deep copies: the queried model is not modified.
+Oriented detectors (DOTA Task1): polygons are mapped back too and matched by polygon IoU.
 
 Hyper-parameters (defaults): ``aggregate = "max"``, ``min_score = 0.05``.
 """
@@ -39,13 +40,36 @@ def _flip_back(boxes: np.ndarray, w: int, h: int, axis: str) -> np.ndarray:
     return b
 
 
+def _flip_back_polygons(polys: np.ndarray, w: int, h: int, axis: str) -> np.ndarray:
+    q = np.asarray(polys, np.float32).reshape(-1, 8).copy()
+    if axis == "h":
+        q[:, 0::2] = w - q[:, 0::2]
+    else:
+        q[:, 1::2] = h - q[:, 1::2]
+    return q
+
+
+def selected(pred, keep: np.ndarray):
+    """The detections ``keep`` of a prediction (its polygons too, for oriented detectors)."""
+    polys = None if pred.polygons is None else pred.polygons[keep]
+    return type(pred)(
+        pred.boxes[keep], pred.scores[keep], pred.labels[keep], pred.class_probs[keep], polygons=polys
+    )
+
+
 def disagreement(ref, other, n_classes: int) -> np.ndarray:
-    """Per reference detection: ``1 - IoU`` + KL of class distributions with its best match."""
+    """Per reference detection: ``1 - IoU`` + KL of class distributions with its best match (polygon
+    IoU when both carry polygons: oriented detectors)."""
     if len(ref.boxes) == 0:
         return np.zeros(0)
     if len(other.boxes) == 0:
         return np.full(len(ref.boxes), 1.0 + np.log(n_classes))
-    iou = box_iou(torch.from_numpy(ref.boxes), torch.from_numpy(other.boxes)).numpy()
+    if getattr(ref, "polygons", None) is not None and getattr(other, "polygons", None) is not None:
+        from benchmark.metrics.dota import poly_iou
+
+        iou = poly_iou(ref.polygons, other.polygons)
+    else:
+        iou = box_iou(torch.from_numpy(ref.boxes), torch.from_numpy(other.boxes)).numpy()
     j = iou.argmax(1)
     best = iou[np.arange(len(j)), j]
     p = np.clip(ref.class_probs.astype(np.float64), 1e-12, None)
@@ -82,6 +106,8 @@ class Committee(ScoreStrategy):
             preds = predict_all(ctx.model, flipped, device=ctx.device)
             for p, im in zip(preds, images, strict=True):
                 p.boxes = _flip_back(p.boxes, int(im.shape[2]), int(im.shape[1]), axis)
+                if p.polygons is not None:
+                    p.polygons = _flip_back_polygons(p.polygons, int(im.shape[2]), int(im.shape[1]), axis)
             out.append(preds)
         return out
 
@@ -94,7 +120,7 @@ class Committee(ScoreStrategy):
             keep = ref.scores >= self.hp["min_score"]
             if not keep.any():
                 continue
-            r = type(ref)(ref.boxes[keep], ref.scores[keep], ref.labels[keep], ref.class_probs[keep])
+            r = selected(ref, keep)
             d = np.mean([disagreement(r, m[i], n_classes) for m in members], axis=0)
             out[i] = float(d.max() if self.hp["aggregate"] == "max" else d.mean())
         return out

@@ -12,6 +12,8 @@ Detection", ACCV 2018 (research/methods.md §6.3; re-implemented in we1pingyu/CA
 5. combined with the classification uncertainty ``U = max(1 - P_max)`` the paper selects the
    lowest ``S - U``; we return ``U - S`` as the score (higher = more wanted).
 
+Oriented detectors (DOTA Task1): the IoU is the polygon IoU of the detections' polygons.
+
 The noise comes from the query's ``torch.Generator``. An image without reference detections has
 ``S = 1`` and ``U = 0`` (nothing to localise: least wanted; ties broken at random).
 
@@ -40,7 +42,7 @@ class LocalizationStability(ScoreStrategy):
         for p in ctx.predictions():
             keep = np.nonzero(p.scores >= self.hp["min_score"])[0]
             keep = keep[np.argsort(-p.scores[keep], kind="stable")][: self.hp["top_k"]]
-            refs.append((p.boxes[keep], p.scores[keep]))
+            refs.append((p.boxes[keep], p.scores[keep], None if p.polygons is None else p.polygons[keep]))
         n = len(ctx.unlabelled)
         iou_sum = [np.zeros(len(r[0])) for r in refs]
         todo = [i for i in range(n) if len(refs[i][0])]
@@ -52,7 +54,11 @@ class LocalizationStability(ScoreStrategy):
                 noisy.append((im.float() + noise).clamp_(0, 255).round_().to(torch.uint8))
             preds = predict_all(ctx.model, noisy, device=ctx.device)
             for i, p in zip(todo, preds, strict=True):
-                if len(p.boxes):
+                if len(p.boxes) and refs[i][2] is not None and p.polygons is not None:
+                    from benchmark.metrics.dota import poly_iou  # oriented detections: polygon IoU
+
+                    iou_sum[i] += poly_iou(refs[i][2], p.polygons).max(1)
+                elif len(p.boxes):
                     m = box_iou(torch.from_numpy(refs[i][0]), torch.from_numpy(p.boxes)).max(1).values
                     iou_sum[i] += m.numpy()
         out = np.full(n, -1.0)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from baselines.acquisition.committee import Committee, disagreement
+from baselines.acquisition.committee import Committee, disagreement, selected
 from baselines.base import QueryContext, ScoreStrategy, register_strategy
 from domains.base import SpecError
 
@@ -65,7 +65,7 @@ class TEMADisagreement(ScoreStrategy):
             keep = ref.scores >= self.hp["min_score"]
             if not keep.any():
                 continue
-            r = type(ref)(ref.boxes[keep], ref.scores[keep], ref.labels[keep], ref.class_probs[keep])
+            r = selected(ref, keep)
             d = np.mean([disagreement(r, m[i], n_classes) for m in members], axis=0) * boost[r.labels]
             out[i] = float(d.max() if self.hp["aggregate"] == "max" else d.mean())
         return out

@@ -19,6 +19,16 @@ torchvision's weights enum. ``download = true`` lets torchvision fetch it into t
 matrix is validated (a machine with internet), before any training. A missing file fails matrix
 validation with one line naming it.
 
+Every preset takes ``oriented = true`` (``[detector] oriented = true`` in a matrix, or
+``build_detector(name, C, oriented=True)``), or ``oriented = "auto"``: oriented on domains whose
+``box_type`` is ``"obb"`` (DOTA), horizontal elsewhere (the setting for a matrix that mixes
+domains: horizontal-box domains then train exactly the horizontal detector). Rotated boxes
+(Rotated FCOS head, ProbIoU + angle + enclosing-box GIoU loss, ``Prediction.polygons``; see
+``benchmark.detectors.fcos``). Off by default.
+On DOTA an oriented detector's records have Task1 (``mAP50-task1``) as their primary metric, Task2
+(``mAP50``) beside it. Oriented options: ``angle_loss_weight`` (0.5), ``hull_loss_weight`` (1.0),
+``rotate90`` (true: training views turn by multiples of 90 degrees).
+
 The tiny presets sample positives within 2.5 strides of a box centre (FCOS uses 1.5): with
 objects of 8-40 px at stride 8 that gives small objects more than one positive location, and it
 learned measurably faster on the synthetic data (mAP50 0.33 vs 0.30 after 260 iterations).
@@ -156,11 +166,20 @@ def _load_backbone(model: FCOS, path: Path) -> None:
         raise SpecError(f"{path}: does not fit the ResNet-50 backbone ({str(exc).splitlines()[0]})") from None
 
 
-def build_detector(name: str, num_classes: int, **overrides: Any) -> FCOS:
+def build_detector(name: str, num_classes: int, box_type: str | None = None, **overrides: Any) -> FCOS:
     """Build a detector preset; ``overrides`` set ``FCOSConfig`` fields (e.g. ``score_thresh``) and
-    ``weights`` / ``download`` (``check_weights``)."""
+    ``weights`` / ``download`` (``check_weights``). ``oriented = "auto"`` is oriented exactly when the
+    domain's ``box_type`` is ``"obb"`` (DOTA), so one matrix-wide ``[detector]`` table serves oriented
+    and horizontal domains alike."""
     if name not in PRESETS:
         raise SpecError(f"unknown detector {name!r}; presets: {', '.join(PRESETS)}")
+    oriented = overrides.get("oriented")
+    if oriented == "auto":
+        if box_type is None:
+            raise SpecError('detector option oriented = "auto" needs the domain\'s box type')
+        overrides = {**overrides, "oriented": box_type == "obb"}
+    elif oriented is not None and not isinstance(oriented, bool):
+        raise SpecError(f'detector option oriented must be true, false or "auto", got {oriented!r}')
     cfg = FCOSConfig(num_classes=num_classes, **PRESETS[name])
     fields = set(FCOSConfig.__dataclass_fields__)
     bad = set(overrides) - fields - set(WEIGHT_KEYS)
