@@ -64,13 +64,11 @@ labelled classification loss and cost mAP50). After seeing all three seeds, the 
 view's scale jitter was also switched off (``weak_scale = 1.0``: mAP50 +0.008 on average over seeds
 0-2; the sonar test images all have one scale).
 
-Measured (synthetic sonar, budget 25, default schedule, seeds 0/1/2, mAP50): supervised 0.405 /
-0.475 / 0.383, EUCL 0.429 / 0.453 / 0.355 (paired difference +0.024 / -0.023 / -0.028, mean -0.009,
-95 % CI [-0.080, +0.062]): EUCL does **not** beat the supervised baseline there. The same loop with
-the unsupervised weight at 0 (the supervised loss only, a different random stream) gives 0.433 /
-0.435 / 0.339, i.e. -0.019 on average: seed-to-seed noise of a supervised-equivalent run is about
-0.04, and EUCL's losses add about +0.01 over that loop. The teacher's pseudo-labels are precise
-(precision 0.87-0.95 at class confidence 0.7 on the pool) but recall little (0.28-0.31).
+Measured: the current figures are in ``docs/methods/eucl.md`` (its ablation table) and the sonar
+leaderboard: at 25 sonar images EUCL is +0.011 [-0.092, +0.114] mAP50 over ``supervised`` (3 seeds),
+not a significant gain, and no component helps measurably. The teacher's pseudo-labels are precise
+(precision 0.87-0.95 at class confidence 0.7 on the pool) but recall little (0.28-0.31). (Figures
+measured before the sonar source checkpoints, quoted here earlier, no longer apply.)
 
 Saliency metrics on sonar (MAE, max-F, S-measure, pixel accuracy) are computed by
 ``benchmark.metrics.saliency`` from ``Prediction.dense["foreground"]`` (the detector's dense

@@ -183,13 +183,13 @@ def test_dry_run_full_on_real_layout_trees(tiny_roots, capsys, tmp_path, monkeyp
 
 
 def test_dry_run_resolves_the_matrix_fractions(tiny_roots, capsys, tmp_path, monkeypatch):
-    """full.toml's own DOTA budgets on the 48 patches of the tiny tree: 7 rounds."""
+    """full.toml's own DOTA budgets on the 49 patches of the tiny tree: 7 rounds."""
     monkeypatch.chdir(tmp_path)
     root = f"dota={tiny_roots['dota']}"
     assert main(["run", "full", "--domains", "dota", "--data-root", root, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "rounds: 7; cumulative budgets in labelling units: 1 (2.5%), 2 (5%), 5 (10%), 7 (15%)" in out
-    assert "images per round: 1, 1, 3, 2, 3, 2, 2 " in out
+    assert "images per round: 1, 1, 3, 2, 3, 2, 3 " in out
     assert "note: --device is cpu" in out
 
 
@@ -208,8 +208,10 @@ def test_dry_run_gpu_hours_follow_the_measured_speed(tiny_roots):
     want = sum(n * s.iterations * RELATIVE_COST[t] * per_it for t, n in plan.trainings.items()) / 3600
     assert plan.train_h == pytest.approx(want)
     # inference: the test split every training, the unlabelled pool before each of 6 queries per run
-    queries = sum(48 - b for b in plan.setup.budgets[:-1]) * 21
-    assert plan.inference_images == sum(plan.trainings.values()) * 30 + queries
+    n_pool, n_test = plan.n_samples, plan.n_test
+    assert (n_pool, n_test) == (49, 22)  # the tiny synthetic DOTA tree (v4)
+    queries = sum(n_pool - b for b in plan.setup.budgets[:-1]) * 21
+    assert plan.inference_images == sum(plan.trainings.values()) * n_test + queries
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "wrong-layout"])
@@ -237,7 +239,7 @@ def test_dry_run_any_matrix_on_built_in_synthetic_data(capsys, tiny_roots, tmp_p
     assert main(["run", "tiny", "--dry-run", "--budgets", "25%,50%"]) == 0
     out = capsys.readouterr().out
     assert "built-in synthetic, tiny" in out
-    assert "12 (25%), 24 (50%)" in out  # 48 pool patches
+    assert "12 (25%), 25 (50%)" in out  # 49 pool patches
     assert "39.0 it/s at 128x128 px" in out  # tiny_fcos_xs's measured speed
 
 
