@@ -504,6 +504,24 @@ class FCOS(nn.Module):
                 loss_box = loss_box + self.last_outputs["angle"].sum() * 0.0
         return {"cls": loss_cls, "box": loss_box, "ctr": loss_ctr}
 
+    def _level_candidates(self, probs, cent, dist, lvl: int, b: int):
+        """Image ``b``'s locations on FPN level ``lvl`` whose class probability passes the score
+        threshold, the ``pre_nms_topk`` best by score sqrt(p * centerness): ``(scores, location index,
+        label, class probabilities (HW, C), distances (HW, 4))``, or None when there is none."""
+        p = probs[lvl][b].flatten(1).T  # (HW, C)
+        c = cent[lvl][b, 0].flatten()
+        d = dist[lvl][b].flatten(1).T
+        score = torch.sqrt(p * c[:, None])
+        cand = p > self.cfg.score_thresh
+        sc = score[cand]
+        if sc.numel() == 0:
+            return None
+        idx = cand.nonzero()
+        if sc.numel() > self.cfg.pre_nms_topk:
+            sc, top = sc.topk(self.cfg.pre_nms_topk)
+            idx = idx[top]
+        return sc, idx[:, 0], idx[:, 1], p, d
+
     @torch.no_grad()
     def predict(self, batch: Batch, dense: bool = False) -> list[Prediction]:
         """Detections per image, in that image's pixel coordinates (padding removed). Oriented:
@@ -525,19 +543,10 @@ class FCOS(nn.Module):
                 continue
             boxes_l, scores_l, labels_l, probs_l = [], [], [], []
             for lvl in range(len(probs)):
-                p = probs[lvl][b].flatten(1).T  # (HW, C)
-                c = cent[lvl][b, 0].flatten()
-                d = dist[lvl][b].flatten(1).T
-                score = torch.sqrt(p * c[:, None])
-                cand = p > self.cfg.score_thresh
-                sc = score[cand]
-                if sc.numel() == 0:
+                got = self._level_candidates(probs, cent, dist, lvl, b)
+                if got is None:
                     continue
-                idx = cand.nonzero()
-                if sc.numel() > self.cfg.pre_nms_topk:
-                    sc, top = sc.topk(self.cfg.pre_nms_topk)
-                    idx = idx[top]
-                loc_i, lab = idx[:, 0], idx[:, 1]
+                sc, loc_i, lab, p, d = got
                 lc = locs[lvl][loc_i]
                 bx = torch.cat([lc - d[loc_i, :2], lc + d[loc_i, 2:]], 1)
                 bx[:, 0::2] = bx[:, 0::2].clamp(0, w)
@@ -575,20 +584,11 @@ class FCOS(nn.Module):
 
         rb_l, scores_l, labels_l, probs_l = [], [], [], []
         for lvl in range(len(probs)):
-            p = probs[lvl][b].flatten(1).T  # (HW, C)
-            c = cent[lvl][b, 0].flatten()
-            d = dist[lvl][b].flatten(1).T
-            a = ang[lvl][b, 0].flatten()
-            score = torch.sqrt(p * c[:, None])
-            cand = p > self.cfg.score_thresh
-            sc = score[cand]
-            if sc.numel() == 0:
+            got = self._level_candidates(probs, cent, dist, lvl, b)
+            if got is None:
                 continue
-            idx = cand.nonzero()
-            if sc.numel() > self.cfg.pre_nms_topk:
-                sc, top = sc.topk(self.cfg.pre_nms_topk)
-                idx = idx[top]
-            loc_i, lab = idx[:, 0], idx[:, 1]
+            sc, loc_i, lab, p, d = got
+            a = ang[lvl][b, 0].flatten()
             rb_l.append(normalize_rbox(decode(locs[lvl][loc_i], d[loc_i], a[loc_i])))
             scores_l.append(sc)
             labels_l.append(lab)
