@@ -23,7 +23,14 @@ from pathlib import Path
 PROJECT_PACKAGES = ("benchmark", "baselines", "domains")
 # bookkeeping: where records go and how they are named, not what a method computes
 NOT_BEHAVIOUR = frozenset(
-    {"benchmark.registry", "benchmark.spec", "benchmark.results", "benchmark.codehash", "benchmark"}
+    {
+        "benchmark.registry",
+        "benchmark.spec",
+        "benchmark.results",
+        "benchmark.runstate",
+        "benchmark.codehash",
+        "benchmark",
+    }
 )
 # what every trainer runs, whether or not its module names it: the detector, the augmentations, the loop
 ALWAYS = ("benchmark.detectors", "benchmark.augment", "benchmark.training")

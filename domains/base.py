@@ -310,6 +310,19 @@ class LabelFreeSample:
     def __repr__(self) -> str:
         return f"LabelFreeSample(id={self.id!r}, {self.width}x{self.height})"
 
+    def __copy__(self) -> LabelFreeSample:
+        return self  # read-only: a copy is the same view
+
+    def __deepcopy__(self, memo: dict) -> LabelFreeSample:
+        return self
+
+    def __reduce__(self) -> tuple:
+        return _label_free_view, (self._read.__self__,)
+
+
+def _label_free_view(sample: Sample) -> LabelFreeSample:
+    return LabelFreeSample(sample)
+
 
 # ---------------------------------------------------------------------------------------- dataset
 

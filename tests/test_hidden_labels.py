@@ -23,6 +23,13 @@ def test_label_free_view_hides_every_label_field():
     with pytest.raises(AttributeError):
         v.boxes = np.zeros((0, 4))  # read-only
     assert s.num_objects == 1  # the sample itself keeps its labels
+    import copy
+    import pickle
+
+    for other in (copy.copy(v), copy.deepcopy(v), pickle.loads(pickle.dumps(v))):
+        assert other.id == "a" and other.width == 64
+        with pytest.raises(HiddenLabelError):
+            _ = other.labels
 
 
 class PeekingMethod(Method):
