@@ -47,7 +47,6 @@ class _Acc:
         self.img, self.lab = array("q"), array("q")
         self.score, self.box = array("d"), array("d")
         self.poly: array | None = array("d") if with_polygons else None
-        self.poly_given = array("b")
 
     def add(self, i: int, score: float, label: int, box: Any, poly: Any = None) -> None:
         self.img.append(i)
@@ -292,8 +291,9 @@ def evaluate_external(
 ) -> dict[str, Any]:
     """Official metrics of external predictions. Metrics that need dense maps (saliency) are computed
     from ``saliency_maps`` (a folder of ``<id>.png``) and left out, with a note, without it. Oriented
-    predictions (Task1 files, or COCO results with 8-point segmentations) on an oriented-box domain are
-    also scored by polygon IoU (``mAP50-task1``), which becomes the primary metric."""
+    predictions (Task1 files, or COCO results with 8-point segmentations) make a domain's
+    ``oriented_primary`` metric (DOTA: Task1, ``mAP50-task1``, polygon IoU) the primary one, as in an
+    oriented detector's run record."""
     from benchmark.evaluation import evaluate_domain, get_protocol, scoring_domain
 
     is_task_files = (
