@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ class Outcome:
     message: str = ""
 
 
-class Launcher:
+class Launcher(ABC):
     """Base class: subclasses set ``extra`` (and ``module``) and implement ``launch``."""
 
     name = "?"
@@ -91,8 +92,9 @@ class Launcher:
                 f"pip install 'labelbudget[{cls.extra}]'"
             )
 
+    @abstractmethod
     def launch(self, jobs: list[Job]) -> list[Outcome]:
-        raise NotImplementedError
+        """Run ``jobs`` (each through ``execute_job``, here or on other machines); one outcome each."""
 
     def run_cell_argv(self, job: Job) -> list[str]:
         """The ``labelbudget run-cell`` arguments of a job (after ``run-cell``)."""
