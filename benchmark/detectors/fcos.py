@@ -191,6 +191,22 @@ class FCOSConfig:
     rotate90: bool = True  # oriented training views also turn by multiples of 90 degrees
 
 
+def _smallest_match(ok: torch.Tensor, area: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per location (rows of ``ok`` (L, G)), the candidate object of smallest ``area`` (FCOS's rule for
+    a location inside several boxes): its index, and whether the location has any candidate."""
+    area = torch.where(ok, area, torch.full_like(area, math.inf))
+    best_area, best = area.min(1)
+    return best, torch.isfinite(best_area)
+
+
+def _mark_ignored(lab: torch.Tensor, boxes: torch.Tensor, ignore: torch.Tensor, x, y) -> None:
+    """Background locations (label < 0) strictly inside an ignore object's box become ignored (-2)."""
+    if ignore.any():
+        ig = boxes[ignore]
+        in_ig = ((x > ig[:, 0]) & (x < ig[:, 2]) & (y > ig[:, 1]) & (y < ig[:, 3])).any(1)
+        lab[in_ig & (lab < 0)] = -2
+
+
 class FCOS(nn.Module):
     """The detector (see the module docstring)."""
 
@@ -256,16 +272,20 @@ class FCOS(nn.Module):
             out.append(torch.exp(r.clamp(max=8.0)) * s)
         return out
 
-    @torch.no_grad()
-    def assign(self, targets: list[dict], locs: list[torch.Tensor]):
-        """FCOS targets: per image (labels (L,) with -1 = background, -2 = ignored, boxes (L, 4))."""
+    def _location_tables(self, locs: list[torch.Tensor]):
+        """All levels' locations (L, 2) with each one's size range (lo, hi) and stride, (L,) each."""
         all_locs = torch.cat(locs, 0)
         lo = torch.cat([torch.full((len(l_),), self.cfg.size_ranges[i]) for i, l_ in enumerate(locs)])
         hi = torch.cat([torch.full((len(l_),), self.cfg.size_ranges[i + 1]) for i, l_ in enumerate(locs)])
         stride = torch.cat(
             [torch.full((len(l_),), float(s)) for l_, s in zip(locs, self.cfg.strides, strict=True)]
         )
-        lo, hi, stride = lo.to(all_locs), hi.to(all_locs), stride.to(all_locs)
+        return all_locs, lo.to(all_locs), hi.to(all_locs), stride.to(all_locs)
+
+    @torch.no_grad()
+    def assign(self, targets: list[dict], locs: list[torch.Tensor]):
+        """FCOS targets: per image (labels (L,) with -1 = background, -2 = ignored, boxes (L, 4))."""
+        all_locs, lo, hi, stride = self._location_tables(locs)
         out_labels, out_boxes = [], []
         x, y = all_locs[:, 0:1], all_locs[:, 1:2]
         for t in targets:
@@ -293,15 +313,10 @@ class FCOS(nn.Module):
                 area = ((pos_boxes[:, 2] - pos_boxes[:, 0]) * (pos_boxes[:, 3] - pos_boxes[:, 1]))[
                     None
                 ].expand_as(ok)
-                area = torch.where(ok, area, torch.full_like(area, math.inf))
-                best_area, best = area.min(1)
-                pos = torch.isfinite(best_area)
+                best, pos = _smallest_match(ok, area)
                 lab[pos] = pos_labels[best[pos]]
                 bx[pos] = pos_boxes[best[pos]]
-            if ignore.any():
-                ig = boxes[ignore]
-                in_ig = ((x > ig[:, 0]) & (x < ig[:, 2]) & (y > ig[:, 1]) & (y < ig[:, 3])).any(1)
-                lab[in_ig & (lab < 0)] = -2
+            _mark_ignored(lab, boxes, ignore, x, y)
             out_labels.append(lab)
             out_boxes.append(bx)
         return torch.stack(out_labels), torch.stack(out_boxes)
@@ -319,12 +334,7 @@ class FCOS(nn.Module):
         axis-aligned ``boxes`` (angle 0). Ignore objects are ignored by their horizontal boxes."""
         from benchmark.detectors.obb import boxes_to_rbox, poly_to_rbox, to_box_frame
 
-        all_locs = torch.cat(locs, 0)
-        lo = torch.cat([torch.full((len(l_),), self.cfg.size_ranges[i]) for i, l_ in enumerate(locs)])
-        hi = torch.cat([torch.full((len(l_),), self.cfg.size_ranges[i + 1]) for i, l_ in enumerate(locs)])
-        stride = torch.cat(
-            [torch.full((len(l_),), float(s)) for l_, s in zip(locs, self.cfg.strides, strict=True)]
-        )
+        all_locs, lo, hi, stride = self._location_tables(locs)
         x, y = all_locs[:, 0:1], all_locs[:, 1:2]
         out_labels, out_boxes, out_rb = [], [], []
         for t in targets:
@@ -354,16 +364,11 @@ class FCOS(nn.Module):
                 in_range = (m >= lo[:, None]) & (m <= hi[:, None])
                 ok = inside & near & in_range
                 area = (rb[:, 2] * rb[:, 3])[None].expand_as(ok)
-                area = torch.where(ok, area, torch.full_like(area, math.inf))
-                best_area, best = area.min(1)
-                pos = torch.isfinite(best_area)
+                best, pos = _smallest_match(ok, area)
                 lab[pos] = pos_labels[best[pos]]
                 bx[pos] = pos_boxes[best[pos]]
                 rbx[pos] = rb[best[pos]]
-            if ignore.any():
-                ig = boxes[ignore]
-                in_ig = ((x > ig[:, 0]) & (x < ig[:, 2]) & (y > ig[:, 1]) & (y < ig[:, 3])).any(1)
-                lab[in_ig & (lab < 0)] = -2
+            _mark_ignored(lab, boxes, ignore, x, y)
             out_labels.append(lab)
             out_boxes.append(bx)
             out_rb.append(rbx)
