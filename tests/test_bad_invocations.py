@@ -9,22 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from minimatrix import mini_matrix
 
 from benchmark.cli import main
 
-GOOD_MATRIX = """
-name = "m"
-methods = ["supervised+random"]
-seeds = [0]
-budgets = [8, 16]
-[detector]
-name = "tiny_fcos_xs"
-[schedule]
-iterations = 2
-batch_size = 2
-[domains.dota]
-synthetic_size = "tiny"
-"""
+GOOD_MATRIX = mini_matrix("m")
 
 # (id, matrix text or None, argv after "labelbudget"; {m} is the matrix file, {t} the tmp folder)
 MATRICES = {

@@ -14,8 +14,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+from contexts import query_context as qctx
 
-from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext
+from baselines.base import METHODS, STRATEGIES
 from benchmark.detectors import build_detector
 from benchmark.leaderboard import load_records
 from benchmark.runner import run_matrix
@@ -32,20 +33,6 @@ def model_for(pool, score_thresh=0.05):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return build_detector("tiny_fcos_xs", len(pool.classes), score_thresh=score_thresh).eval()
-
-
-def qctx(pool, model, seed=0):
-    lab = list(pool)[:8]
-    unl = [s.label_free() for s in list(pool)[8:]]
-    return QueryContext(
-        model,
-        lab,
-        unl,
-        ImageStore(pool.image),
-        pool.classes,
-        torch.Generator().manual_seed(seed),
-        np.random.default_rng(seed),
-    )
 
 
 def rng_state():

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from contexts import query_context
 
-from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext
+from baselines.base import METHODS, STRATEGIES
 from benchmark.detectors import build_detector
 from benchmark.leaderboard import load_records
 from benchmark.runner import run_matrix
@@ -55,16 +56,7 @@ def test_strategy_selects_on_cuda(pool, name):
     items = list(pool)
 
     def ctx():
-        return QueryContext(
-            model,
-            items[:8],
-            items[8:],
-            ImageStore(pool.image),
-            pool.classes,
-            torch.Generator().manual_seed(0),
-            np.random.default_rng(0),
-            device=DEVICE,
-        )
+        return query_context(pool, model, device=DEVICE)
 
     picks = STRATEGIES.get(name)().select(ctx(), 10)
     assert len(picks) == 10 and len(set(picks)) == 10

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from contexts import query_context as qctx
 
-from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext
+from baselines.base import METHODS, STRATEGIES
 from benchmark.detectors import build_detector, images_to_tensors, make_batch
 from benchmark.leaderboard import load_records
 from benchmark.runner import run_matrix
@@ -36,19 +37,6 @@ def oriented_model(pool, score_thresh: float = 0.05, hot: bool = False):
         with torch.no_grad():
             m.head.cls.bias.fill_(3.0)
     return m.eval()
-
-
-def qctx(pool, model, seed=0):
-    items = list(pool)
-    return QueryContext(
-        model,
-        items[:8],
-        items[8:],
-        ImageStore(pool.image),
-        pool.classes,
-        torch.Generator().manual_seed(seed),
-        np.random.default_rng(seed),
-    )
 
 
 def rng_state():

@@ -16,25 +16,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from minimatrix import mini_matrix
 
 from benchmark.cli import main
 from benchmark.results import strip_volatile
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 
-MATRIX = """
-name = "w"
-methods = ["supervised+random"]
-seeds = [0]
-budgets = [8, 16]
-[detector]
-name = "tiny_fcos_xs"
-[schedule]
-iterations = 2
-batch_size = 2
-[domains.dota]
-synthetic_size = "tiny"
-"""
+MATRIX = mini_matrix("w")
 
 
 def _run(matrix: Path, out: Path) -> list[str]:
