@@ -1,4 +1,14 @@
-"""Shared fixtures: a private synthetic-data cache for the session, and no network access."""
+"""Shared fixtures: a private synthetic-data cache for the session, and no network access.
+
+Layout. The test folders mirror the packages: ``tests/domains``, ``tests/metrics``, ``tests/baselines``,
+``tests/benchmark`` (the CLI, protocol pieces, detectors, leaderboards, run state) and ``tests/e2e``
+(end-to-end runs through the protocol or the CLI; ``tests/e2e/conftest.py`` marks all of them ``slow``).
+Shared helpers (``minimatrix``, ``contexts``) live in ``tests/``, fake-data writers in ``tests/data/``;
+both are on ``sys.path`` (``pythonpath`` in pyproject.toml). The test folders have no ``__init__.py``:
+one would make ``import domains`` (or ``benchmark``, ``baselines``) load the test folder instead of the
+package, so test file names are unique across folders instead (pytest refuses duplicates).
+
+``pytest -m "not slow"`` is the fast inner loop; ``pytest`` is the full suite CI runs."""
 
 from __future__ import annotations
 
@@ -9,6 +19,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    inits = sorted(Path(__file__).parent.glob("*/__init__.py"))
+    if inits:
+        raise pytest.UsageError(
+            f"{inits[0]}: test folders have no __init__.py (it would shadow the package of the same name "
+            "for `import`); give the test file a unique name instead (see tests/conftest.py)"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -28,7 +28,7 @@ The devkit scores full images after merging patch detections; these functions sc
 ``gt`` describes (full images or patches), so say which when reporting.
 
 ``poly_iou`` checked against shapely 2 (GEOS) to 1e-9 on random rotated rectangles and convex
-quadrilaterals plus degenerate cases (``tests/test_metrics_dota.py``); method and precision choices follow
+quadrilaterals plus degenerate cases (``tests/metrics/test_dota_metric.py``); method and precision choices follow
 ``shared/research/perf.md`` §2: float64 Sutherland-Hodgman (vertices held as complex numbers) in a frame
 centred on the first polygon, after an axis-aligned-box prefilter (``tests/perf/test_perf_polygon_iou.py``
 compares it with shapely's STRtree route).

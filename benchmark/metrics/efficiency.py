@@ -4,7 +4,7 @@ Protocol: area under the budget curve (AUBC, the summary used in active-learning
 et al.'s comparative survey of deep active learning; here the trapezoid area is divided by the budget range
 so that it stays in the metric's units), percentage of a
 reference (e.g. the fully supervised) result, and labels needed to reach a target by linear interpolation
-between measured budgets. Checked against hand-computed values in ``tests/test_metrics_efficiency.py``.
+between measured budgets. Checked against hand-computed values in ``tests/metrics/test_efficiency_metric.py``.
 
 Curves are given as budgets (any order, no duplicates) and the metric at each budget; they are sorted by
 budget first. NaN values raise ``ValueError``.

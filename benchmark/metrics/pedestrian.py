@@ -3,7 +3,7 @@
 Protocol: Caltech toolbox ``dbEval.m`` v3.2.1 / ``bbGt.m`` (``evalRes``, ``compRoc``) and CityPersons
 ``eval_MR_multisetup.py`` (behaviour as documented in ``shared/research/datasets.md`` §0 and §3; the code
 here is a fresh implementation, not a copy). Checked against hand-computed curves in
-``tests/test_metrics_pedestrian.py``.
+``tests/metrics/test_pedestrian_metric.py``.
 
 * **Setups** (CityPersons ``HtRng`` / ``VisRng``, inclusive at both ends as ``_prepare`` tests them):
   Reasonable h in [50, inf], visibility in [0.65, inf]; Small h in [50, 75], vis in [0.65, inf]; Heavy

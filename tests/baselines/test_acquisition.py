@@ -121,7 +121,7 @@ def test_box_budget_matrix_end_to_end(tmp_path):
     from benchmark.runner import run_matrix
     from benchmark.spec import load_matrix
 
-    toml = (Path(__file__).parents[1] / "benchmark" / "matrices" / "tiny.toml").read_text()
+    toml = (Path(__file__).parents[2] / "benchmark" / "matrices" / "tiny.toml").read_text()
     toml = toml.replace('budget_unit = "images"', 'budget_unit = "boxes"').replace(
         "budgets = [8, 16]", "budgets = [60, 120]"
     )

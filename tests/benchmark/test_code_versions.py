@@ -14,7 +14,7 @@ import pytest
 from baselines.base import METHODS, STRATEGIES
 from benchmark.codehash import class_modules, code_hash
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = {f"m:{n}": METHODS.get(n) for n in METHODS.names()} | {
     f"s:{n}": STRATEGIES.get(n) for n in STRATEGIES.names()
 }

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))  # the corpus's small valid trees
-from bad_trees import build_coco, build_crowdhuman, build_sonar, ch_line, coco_doc, png  # noqa: E402
+from bad_trees import build_coco, build_crowdhuman, build_sonar, ch_line, coco_doc, png
 
 from benchmark.cli import main
 from domains.base import AnnotationError, SpecError
 
-GOLDEN = Path(__file__).parent / "golden" / "sweep"
+GOLDEN = Path(__file__).parents[1] / "golden" / "sweep"
 
 
 # ----------------------------------------------------------------------------------- data synth

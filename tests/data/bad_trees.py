@@ -192,7 +192,7 @@ def ct_objects(n: int = CT_FRAMES) -> list[list[dict]]:
 
 
 def write_ct_vbb(path: Path, frames: list[list[dict]] | None = None, n: int = CT_FRAMES, labels=None) -> None:
-    from domains.pedestrian import write_vbb
+    from caltech_writers import write_vbb
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_vbb(path, n, ct_objects(n) if frames is None else frames, labels or ["person", "people"])
@@ -200,7 +200,7 @@ def write_ct_vbb(path: Path, frames: list[list[dict]] | None = None, n: int = CT
 
 def build_caltech(root: Path) -> list[str]:
     """set00/V000 (train) and set06/V000 (test): 30 JPEG frames of 32x24 each."""
-    from domains.pedestrian import write_seq
+    from caltech_writers import write_seq
 
     for set_name in ("set00", "set06"):
         (root / set_name).mkdir(parents=True)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from caltech_writers import write_seq, write_vbb
 from PIL import Image
 
 from benchmark.cli import main
 from benchmark.detectors.base import Prediction
 from benchmark.evaluation import evaluate_domain
 from domains.base import AnnotationError, DatasetNotFoundError, SpecError, get_domain
-from domains.pedestrian import Pedestrian, SeqFrameSample, detect_format, read_seq_index, write_seq, write_vbb
+from domains.pedestrian import Pedestrian, SeqFrameSample, detect_format, read_seq_index
 
 # --------------------------------------------------------------------------------- literal examples
 

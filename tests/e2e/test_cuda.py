@@ -1,7 +1,7 @@
 """The CUDA path: every method trains and every strategy selects on a GPU, and a matrix run with
 ``device="cuda"`` writes valid records on each benchmark domain (source checkpoints included).
 
-Skipped on machines without CUDA (CI has none); run on a GPU machine with ``pytest tests/test_cuda.py``
+Skipped on machines without CUDA (CI has none); run on a GPU machine with ``pytest tests/e2e/test_cuda.py``
 (``LABELBUDGET_TEST_DEVICE=cpu`` runs the same checks on the CPU). The oriented ``fcos_r50`` (the
 full matrix's DOTA detector) trains, predicts polygons and runs a matrix reproducibly on the device.
 """

@@ -143,7 +143,7 @@ def test_reference_key_runs_full_supervision_and_feeds_percent_of_reference(tmp_
     """``reference = true`` adds one full-supervision run per seed (the whole pool labelled, one
     round); ordinary cells keep their run ids, and the leaderboard reports % of the reference."""
     toml = tmp_path / "m.toml"
-    base = (Path(__file__).parents[1] / "benchmark" / "matrices" / "tiny.toml").read_text()
+    base = (Path(__file__).parents[2] / "benchmark" / "matrices" / "tiny.toml").read_text()
     one = base.replace('["supervised+random", "supervised+entropy"]', '["supervised+random"]')
     toml.write_text(one.replace("[domains.dota]", "[domains.dota]\nreference = true"))
     m = load_matrix(str(toml))
