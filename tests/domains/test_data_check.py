@@ -119,4 +119,4 @@ def test_export_coco(synth, tmp_path, capsys):
     )
     data = json.loads(out.read_text())
     assert [c["name"] for c in data["categories"]] == ["ship", "aircraft", "human"]
-    assert all(im["group"].startswith("A-") for im in data["images"])
+    assert data["images"] and all(im["group"].startswith("A-") for im in data["images"])

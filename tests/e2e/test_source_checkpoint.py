@@ -175,5 +175,5 @@ def test_sfda_method_gets_no_source_samples(tmp_path, matrix_path, monkeypatch):
             ctx.images[sorted(src_ids)[0]]
         assert isinstance(ctx.new_detector.source, source_mod.SourceCheckpoint)
     recs, _ = load_records(tmp_path)
-    assert all(r["init"] == "source" for r in recs)
+    assert recs and all(r["init"] == "source" for r in recs)
     assert all(r["train_stats"].get("discriminator") == "source_checkpoint" for r in recs)

@@ -133,5 +133,5 @@ def test_coco_export_fields(dota_tiny_root):
     assert anns[0]["area"] == pytest.approx(w * h)
     assert anns[0]["iscrowd"] == 0 and "difficult" in anns[0] and len(anns[0]["segmentation"][0]) == 8
     dets = predictions_to_coco(noisy_predictions([s], len(ds.classes), 0), [s.id])
-    assert all(d["image_id"] == s.id for d in dets)
+    assert dets and all(d["image_id"] == s.id for d in dets)
     assert evaluate(gt, [])["AP"] == 0.0
