@@ -41,6 +41,7 @@ from domains.base import SpecError
 class PseudoLabel(TeacherStudentMethod):
     """Pseudo-Label with FixMatch's weak-to-strong thresholding (see the module docstring)."""
 
+    benchmarked = False  # the docs' example: contract-tested, in no shipped matrix
     hparams = {
         **TeacherStudentMethod.hparams,
         "ema_time_constant": 0.0,
