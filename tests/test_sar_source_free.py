@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from contexts import loop_context
 
 from baselines.base import METHODS, STRATEGIES, ImageStore, TrainContext
 from baselines.components.domain_discriminator import DomainDiscriminator, train_discriminator
@@ -79,9 +80,16 @@ def test_registered_with_card_and_switches():
     with pytest.raises(SpecError):
         SARSourceFree(adv_target="sideways").config()
     assert SARSourceFree(fusion=False).version() != SARSourceFree().version()
+
     # from a source checkpoint the teacher starts at once; from scratch after a burn-in
-    assert SARSourceFree().config(from_source=True).burn_in == 0.0
-    assert SARSourceFree().config(from_source=False).burn_in == 0.25
+    def from_source():
+        return None
+
+    from_source.source = object()  # what ``new_detector`` carries with a source checkpoint
+    run = SARSourceFree(adversarial=False).loop(loop_context(new_detector=from_source))
+    assert run.cfg.burn_in == 0.0 and run.stats["init"] == "source"
+    run = SARSourceFree().loop(loop_context())
+    assert run.cfg.burn_in == 0.25 and run.stats["discriminator"] == "labelled_pool"
 
 
 def _pred(boxes, conf, labels):

@@ -89,7 +89,7 @@ def test_detection_confidence_and_pseudo_label_thresholds(monkeypatch):
     polys = np.arange(24, dtype=np.float32).reshape(3, 8)
     conf = detection_confidence(pred, "cls")
     pl = PseudoLabels.from_detections(pred.boxes, conf, pred.labels, np.array([0.95, 0.7, 0.25]), 0.5, polys)
-    assert pl["labels"].tolist() == [1, 0, 2] and pl["ignore"].tolist() == [True, False, True]
+    assert pl["labels"].tolist() == [1, 0, 2] and pl["ignore"].tolist() == [True, False, False]
     assert torch.equal(pl["polygons"], torch.from_numpy(polys))
 
 
