@@ -164,11 +164,25 @@ class _Configurable:
 
 
 class Method(_Configurable, ABC):
-    """A trainer. ``paradigm``: supervised | ssl | sfda (drives the leaderboard tracks)."""
+    """A trainer. ``paradigm``: supervised | ssl | sfda (drives the leaderboard tracks).
+
+    ``components``: display name -> boolean hyper-parameter of each part an ablation switches off
+    (``labelbudget ablate``); ``designed_for``: the domain the method was made for (the ablation's
+    default domain); ``last_stats``: the trainer's own statistics of its last ``train`` call (the
+    round's record keeps its JSON scalars as ``train_stats``); ``benchmarked``: False for a
+    registered method the shipped matrices leave out (the worked example of
+    ``docs/adding_a_method.md``; the contract suite still runs it). Semi-supervised methods
+    subclass ``baselines.teacher_student.TeacherStudentMethod``."""
 
     paradigm: ClassVar[str] = "supervised"
     default_strategy: ClassVar[str] = "random"
-    uses_unlabelled: ClassVar[bool] = False
+    components: ClassVar[dict[str, str]] = {}
+    designed_for: ClassVar[str | None] = None
+    benchmarked: ClassVar[bool] = True
+
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        self.last_stats: dict[str, Any] = {}
 
     @abstractmethod
     def train(self, ctx: TrainContext) -> torch.nn.Module:

@@ -78,56 +78,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from baselines.base import Method, TrainContext, register_method
-from benchmark.training import (
-    TeacherStudentConfig,
-    detection_confidence,
-    predict_all,
-    train_teacher_student,
-)
+from baselines.base import register_method
+from baselines.teacher_student import TeacherStudentMethod, detection_confidence
+from benchmark.training import predict_all
 
 
 @register_method("mean_teacher")
-class MeanTeacher(Method):
-    """Unbiased-Teacher-style mean teacher (see the module docstring)."""
+class MeanTeacher(TeacherStudentMethod):
+    """Unbiased-Teacher-style mean teacher (see the module docstring): the shared loop as it is."""
 
-    paradigm = "ssl"
-    default_strategy = "random"
-    uses_unlabelled = True
-    hparams = {
-        "threshold": 0.5,
-        "confidence": "cls",
-        "unsup_weight": 4.0,
-        "burn_in": 0.5,
-        "rampup": 0.25,
-        "unlabelled_ratio": 1.0,
-        "ema_time_constant": 0.33,
-        "cls_only": True,
-        "ignore_below": 0.3,
-        "labelled_view": "weak",
-        "freeze_bn_on_unlabelled": True,
-        "vertical_flip": True,
-        "soft_background": False,
-    }
-
-    def config(self) -> TeacherStudentConfig:
-        return TeacherStudentConfig(**self.hp)
-
-    def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model, images, targets, unlabelled = ctx.start()
-        self.last_stats: dict = {}
-        return train_teacher_student(
-            model,
-            images,
-            targets,
-            unlabelled,
-            ctx.schedule,
-            self.config(),
-            ctx.gen,
-            ctx.device,
-            ctx.progress,
-            self.last_stats,
-        )
+    hparams = {**TeacherStudentMethod.hparams, "soft_background": False}
 
 
 def pseudo_label_quality(
