@@ -20,7 +20,7 @@ The run (defaults; every one is a command-line option and lands in the sidecar):
     * one torch thread (``--threads``): the same command on the same software gives the same
       weights (``tests/benchmark/test_pretrain.py`` re-derives a short run twice).
 
-Output: the checkpoint (floating tensors as float16: 0.35 MB; ``benchmark.detectors.start`` casts
+Output: the checkpoint (floating tensors as float16: 0.37 MB; ``benchmark.detectors.start`` casts
 them back) and a sidecar ``<checkpoint>.json``: the command, seed, corpus spec and the sha256 of its
 pixels and boxes, schedule, detector, checkpoint sha256, the training-loss curve (mean of each tenth
 of the run, every 10th iteration sampled), the held-out AP50, wall time, threads and package
