@@ -15,6 +15,7 @@ A matrix (``benchmark/matrices/<name>.toml``)::
     # real_data = true              # every domain needs a root (no synthetic fallback; `full`)
     [detector]
     name = "tiny_fcos_xs"
+    # start = "pretrained"          # the shared pretrained start (default "random"; run id gets its sha256)
     [schedule]                      # benchmark.training.Schedule fields
     iterations = 300
     [domains.dota]                  # per-domain settings; anything else is an adapter option
@@ -154,9 +155,10 @@ class Cell:
             "budget_unit": self.budget_unit,
             "schedule": asdict(self.schedule),
             "detector": self.detector,
-            # a weights file is named by its file name (no absolute path); `download` does not change it
+            # a weights or start file is named by its file name (no absolute path; the start's sha256
+            # is beside it); `download` does not change it
             "detector_options": {
-                k: (Path(v).name if k == "weights" else v)
+                k: (Path(v).name if k in ("weights", "start") else v)
                 for k, v in self.detector_options.items()
                 if k != "download"
             },
@@ -376,9 +378,11 @@ def load_matrix(
     if det_name not in PRESETS:
         raise SpecError(f"{path}: unknown detector {det_name!r}; presets: {', '.join(PRESETS)}")
     from benchmark.detectors import check_weights
+    from benchmark.detectors.start import resolve_start
 
     try:
         check_weights(det_name, det)  # unknown options, and a missing weights file, before any training
+        det = resolve_start(det_name, det)  # a pretrained start gains its sha256 (run id, records)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
     sched_table = raw.get("schedule", {})
