@@ -15,7 +15,6 @@ hand-written numbers.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,21 +113,16 @@ def share_cache(out: Path, other: Path) -> None:
     os.symlink(os.path.relpath(target.resolve(), out.resolve()), link)
 
 
-def _records(out: Path) -> list[dict[str, Any]]:
-    recs = []
-    for f in sorted(out.rglob("results.jsonl")):
-        recs += [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-    return recs
-
-
 def summarise(out: Path, cells: list, vs: list[Variant]) -> dict[str, Any]:
     """The ablation table from the records of ``cells`` (dataset versions stamped) under ``out``."""
-    from benchmark.leaderboard import describe
+    from benchmark.leaderboard.stats import describe
+    from benchmark.records import load_results
 
     wanted = {c.run_id: c for c in cells}
     values: dict[str, dict[int, float]] = {v.trainer: {} for v in vs}
     metric, hib, version = None, True, None
-    for r in _records(out):
+    records, problems = load_results(out)  # records that do not follow the schema are not used
+    for r in records:
         c = wanted.get(r.get("run_id"))
         if c is None or r["round"] != 0:
             continue
@@ -138,7 +132,8 @@ def summarise(out: Path, cells: list, vs: list[Variant]) -> dict[str, Any]:
     seeds = sorted({c.seed for c in cells})
     missing = [(t, s) for t in values for s in seeds if s not in values[t]]
     if missing:
-        raise SpecError(f"ablation incomplete under {out}: no record for {missing[:4]}")
+        skipped = f"; skipped: {'; '.join(problems[:4])}" if problems else ""
+        raise SpecError(f"ablation incomplete under {out}: no record for {missing[:4]}{skipped}")
     full = vs[1].trainer
     rows = []
     for v in vs:

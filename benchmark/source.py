@@ -9,10 +9,10 @@ Source-free methods (paradigm ``sfda``) get the weights and the frozen source he
 source samples: ``TrainContext`` holds only the pool's labelled and unlabelled samples.
 
 The source phase (``train_source``)
-    1. the detector is built with the run's initial weights (``seed_hash(seed, "weights")``) and
+    1. the detector is built with the run's initial weights (``Seeds.weights``) and
        trained supervised on the whole source split with the matrix's schedule (``train_supervised``:
        random flips, the same loss, optimiser, learning-rate schedule and weight EMA as the
-       supervised baseline), batches drawn by ``seed_hash(seed, "source")``;
+       supervised baseline), batches drawn by ``Seeds.source``;
     2. every registered **source head** (``SOURCE_HEADS``, in name order, drawing from the same
        generator) is fitted on the finished source detector, which stays fixed, and frozen: what a
        source-free method needs from the source data besides the weights. The built-in one is SAR's
@@ -52,7 +52,7 @@ from torch import nn
 
 from benchmark.registry import Registry
 from benchmark.results import atomic_write_json, atomic_write_text
-from benchmark.spec import canonical_hash, seed_hash
+from benchmark.spec import canonical_hash
 from benchmark.training import ProgressFn, sample_targets, train_supervised
 from domains.base import DatasetNotFoundError, DomainDataset
 
@@ -221,7 +221,7 @@ def train_source(
     store = ImageStore(source.image)
     images = store.many(source.ids)
     targets = [sample_targets(s) for s in source]
-    gen = torch.Generator().manual_seed(seed_hash(cell.seed, "source"))
+    gen = torch.Generator().manual_seed(cell.seeds.source)
     model = new_scratch()
     train_supervised(model, images, targets, cell.schedule, gen, device, progress)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

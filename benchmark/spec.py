@@ -67,6 +67,38 @@ def seed_hash(*parts: Any) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
+@dataclass(frozen=True)
+class Seeds:
+    """Every seed a run derives from its matrix seed, one per purpose -- the one place they are
+    derived: ``init`` draws the initial labelled set, ``weights`` initialises the detector,
+    ``source`` draws the source checkpoint's batches, ``train(r)`` / ``query(r)`` drive round r's
+    training and acquisition."""
+
+    seed: int
+
+    @property
+    def init(self) -> int:
+        return seed_hash(self.seed, "init")
+
+    @property
+    def weights(self) -> int:
+        return seed_hash(self.seed, "weights")
+
+    @property
+    def source(self) -> int:
+        return seed_hash(self.seed, "source")
+
+    def train(self, r: int) -> int:
+        return seed_hash(self.seed, "train", r)
+
+    def query(self, r: int) -> int:
+        return seed_hash(self.seed, "query", r)
+
+    def of_round(self, r: int) -> dict[str, int]:
+        """Round r's seeds as its record lists them (``init``, ``weights``, ``train``, ``query``)."""
+        return {"init": self.init, "weights": self.weights, "train": self.train(r), "query": self.query(r)}
+
+
 def canonical_hash(obj: Any, n: int = 12) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:n]
 
@@ -182,13 +214,10 @@ class Cell:
     def run_id(self) -> str:
         return canonical_hash(self.canonical())
 
-    def seeds(self, n_rounds: int) -> dict[str, Any]:
-        return {
-            "init": seed_hash(self.seed, "init"),
-            "weights": seed_hash(self.seed, "weights"),
-            "train": [seed_hash(self.seed, "train", r) for r in range(n_rounds)],
-            "query": [seed_hash(self.seed, "query", r) for r in range(n_rounds)],
-        }
+    @property
+    def seeds(self) -> Seeds:
+        """The run's seeds by purpose (``Seeds``)."""
+        return Seeds(self.seed)
 
 
 @dataclass(frozen=True)

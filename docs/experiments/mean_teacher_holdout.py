@@ -141,7 +141,7 @@ def run(seed: int, trainer: str, domain: str = "dota") -> dict:
 
     val = [s for s in rest if held_out(s)]
     unl = [s for s in rest if not held_out(s)]
-    tseed = cell.seeds(1)["train"][0]
+    tseed = cell.seeds.train(0)
     base, opts = parse_trainer(trainer)
     method = METHODS.get(base)(**opts)
     new = _new_detector_factory(cell, len(data.domain.classes))

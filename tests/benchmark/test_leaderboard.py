@@ -42,7 +42,7 @@ from benchmark.leaderboard import (
     track_of,
     write_leaderboards,
 )
-from benchmark.spec import SCHEMA_VERSION
+from benchmark.records import SCHEMA_VERSION
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 T975 = {2: 12.706204736174698, 3: 4.302652729911275, 4: 3.182446305284263}  # t_{0.975, n-1} by n

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.ranks import rank_analysis
+from benchmark.leaderboard.ranks import rank_analysis
 
 
 def scores(means, noise, n_seeds, seed=0):
