@@ -236,7 +236,7 @@ def load_specs(runs: Path) -> list[dict[str, Any]]:
 def registered_versions(rec: dict[str, Any]) -> tuple[str | None, str | None, str]:
     """(method version, strategy version, why-not) of the code registered now, built with the
     record's hyper-parameters (so only a code or default change makes a record stale)."""
-    from baselines.base import METHODS, STRATEGIES
+    from benchmark.registry import METHODS, STRATEGIES
     from domains.base import SpecError
 
     hp = rec.get("hparams") or {}

@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
+from benchmark.contexts import QueryContext, TrainContext, predicted_box_counts
+from benchmark.data import DomainData
 from benchmark.detectors import build_detector
 from benchmark.evaluation import evaluate_domain, metrics_code_version, needs_dense, scoring_domain
 from benchmark.metrics.coco import predictions_to_coco
+from benchmark.registry import METHODS, STRATEGIES
 from benchmark.results import (
     RunDir,
     atomic_write_json,
@@ -48,10 +49,11 @@ from benchmark.results import (
     read_ids,
     write_ids,
 )
+from benchmark.runstate import exclusive
 from benchmark.source import SourceCheckpoint, ensure_source_checkpoint, source_record
-from benchmark.spec import SCHEMA_VERSION, Cell, DomainSetup, canonical_hash, parse_trainer, seed_hash
+from benchmark.spec import SCHEMA_VERSION, Cell, canonical_hash, parse_trainer, seed_hash
 from benchmark.training import predict_all
-from domains.base import DOMAINS, Domain, DomainDataset, SpecError, get_domain
+from domains.base import DOMAINS, DomainDataset, SpecError
 
 # cuBLAS needs a fixed workspace for deterministic results on CUDA >= 10.2; it is read when the
 # first cuBLAS handle is made, so it is set before any GPU work (an explicit user setting wins).
@@ -61,59 +63,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 RoundCallback = Callable[[Cell, int, dict[str, Any]], None]
 
 
-# ------------------------------------------------------------------------------------------ data
-
-
-@dataclass
-class DomainData:
-    domain: Domain
-    root: Path
-    pool: DomainDataset
-    test: DomainDataset
-    images: ImageStore
-
-    @property
-    def version(self) -> str:
-        return canonical_hash({"pool": self.pool.version, "test": self.test.version}, 16)
-
-
-_DATA_CACHE: dict[Any, DomainData] = {}
-
-
-def resolve_root(setup: DomainSetup, progress: bool = True) -> Path:
-    if setup.root is not None:
-        return Path(setup.root)
-    from domains.synthetic import ensure_synthetic
-
-    return ensure_synthetic(setup.name, setup.synthetic_size, setup.synthetic_seed, progress=progress)
-
-
-def load_domain_data(setup: DomainSetup, progress: bool = True) -> DomainData:
-    """Load (once per process) the pool and test splits of a domain."""
-    key = (
-        setup.name,
-        tuple(sorted(setup.options.items())),
-        setup.root,
-        setup.synthetic_size,
-        setup.synthetic_seed,
-    )
-    if key in _DATA_CACHE:
-        return _DATA_CACHE[key]
-    domain = get_domain(setup.name, **setup.options)
-    root = resolve_root(setup, progress)
-    domain.verify(root)
-    pool = domain.load(root, "pool")
-    test = domain.load(root, "test")
-    overlap = {s.group for s in pool} & {s.group for s in test}
-    if overlap:
-        raise SpecError(f"{setup.name}: groups {sorted(overlap)[:5]} appear in both pool and test splits")
-
-    def loader(sid: str) -> np.ndarray:
-        return pool.image(sid) if sid in pool else test.image(sid)
-
-    data = DomainData(domain, root, pool, test, ImageStore(loader))
-    _DATA_CACHE[key] = data
-    return data
+# ---------------------------------------------------------------------------------- initial set
 
 
 def initial_ids(pool: DomainDataset, budget: int, unit: str, seed: int) -> list[str]:
@@ -519,8 +469,6 @@ def _write_round0_cache(cache: Path, model: torch.nn.Module, preds_json, metrics
 
 
 def _round0_lease(cache: Path):
-    from benchmark.runstate import exclusive
-
     cache.parent.mkdir(parents=True, exist_ok=True)
     return exclusive(cache.with_name(f"{cache.name}.lease"), what="round-0 model")
 
@@ -589,8 +537,6 @@ def _query(
         n_units = max(1, len({pool.unit_of(i) for i in labelled}))
         per_pick = max(1.0, have / n_units)
         if unl_samples:  # what the model predicts per unlabelled image (oracle counts come on reveal)
-            from baselines.base import predicted_box_counts
-
             per_pick = max(1.0, 0.5 * per_pick + 0.5 * float(predicted_box_counts(qctx).mean()))
     acquired: list[str] = []
     remaining = list(unl_samples)
