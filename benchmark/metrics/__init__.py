@@ -28,6 +28,10 @@ class MetricProtocol:
     dense: bool = False
     name: str = "?"
 
+    def __post_init__(self) -> None:
+        # the registry tells a module imported twice (the same function) from a name clash by this
+        self.__qualname__ = f"{self.fn.__module__}.{self.fn.__qualname__}"
+
     def __call__(self, domain: Any, test: Any, preds: Sequence[Any]) -> tuple[dict[str, Any], str]:
         return self.fn(domain, test, preds)
 
