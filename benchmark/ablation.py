@@ -34,7 +34,7 @@ class Variant:
 
 def variants(method: str) -> list[Variant]:
     """Supervised baseline, the full method, then one variant per component switched off."""
-    from baselines.base import METHODS
+    from benchmark.registry import METHODS
 
     cls = METHODS.get(method)
     comps: dict[str, str] = dict(getattr(cls, "components", {}) or {})
@@ -67,7 +67,7 @@ def run_ablation(
     ``share_with``: a runs folder (e.g. ``runs/default``) whose caches (round-0 models, source
     checkpoints) this ablation shares: its supervised and full-method rounds are the matrix's round 0,
     keyed by content, so whichever runs first trains them once."""
-    from baselines.base import METHODS
+    from benchmark.registry import METHODS
     from benchmark.runner import run_matrix
     from benchmark.spec import load_matrix
 

@@ -332,8 +332,8 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from baselines.base import METHODS, STRATEGIES
     from benchmark.detectors import PRESETS
+    from benchmark.registry import METHODS, STRATEGIES
     from benchmark.spec import MATRICES_DIR
     from domains.base import DOMAINS
 

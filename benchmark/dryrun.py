@@ -146,7 +146,7 @@ def _fail(setup: DomainSetup, root: str, exc: Exception) -> LabelbudgetError:
 
 def _load(setup: DomainSetup, progress: bool) -> tuple[object, str, dict[str, object]]:
     """Verify the root and load every split's annotations; returns (domain, root, splits)."""
-    from benchmark.protocol import resolve_root
+    from benchmark.data import resolve_root
     from domains.base import get_domain
 
     root = str(setup.root) if setup.root is not None else "(built-in synthetic data)"

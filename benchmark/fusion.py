@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from ensemble_boxes import weighted_boxes_fusion
 
+from domains.geometry import hbb_iou
+
 
 def wbf(
     boxes: list[np.ndarray],
@@ -57,8 +59,6 @@ def fused_polygons(
     polygon of the input detection of its class that overlaps it most (box IoU; the higher score on
     ties). Angles are not averaged (a mean of angles is ill-defined across the pi/2 symmetry of a
     rectangle); the fused box keeps WBF's coordinates."""
-    from benchmark.metrics.dota import hbb_iou
-
     fb = np.asarray(fused_boxes, np.float64).reshape(-1, 4)
     if not len(fb):
         return np.zeros((0, 8), np.float32)

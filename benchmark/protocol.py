@@ -34,16 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.base import METHODS, STRATEGIES, ImageStore, Method, QueryContext, Strategy, TrainContext
+from benchmark.contexts import QueryContext, TrainContext, predicted_box_counts
+from benchmark.data import DomainData
 from benchmark.detectors import build_detector
 from benchmark.evaluation import evaluate_domain, metrics_code_version, needs_dense, scoring_domain
 from benchmark.metrics.coco import predictions_to_coco
 from benchmark.records import RoundRecord, provenance, read_record
+from benchmark.registry import METHODS, STRATEGIES
 from benchmark.results import RunDir, atomic_write_json, atomic_write_text, ids_sha256, read_ids, write_ids
+from benchmark.runstate import exclusive
 from benchmark.source import SourceCheckpoint, ensure_source_checkpoint, source_record
-from benchmark.spec import Cell, DomainSetup, Seeds, canonical_hash, parse_trainer
+from benchmark.spec import Cell, Seeds, canonical_hash, parse_trainer
 from benchmark.training import predict_all
-from domains.base import DOMAINS, Domain, DomainDataset, LabelFreeSample, Sample, SpecError, get_domain
+from domains.base import DOMAINS, DomainDataset, LabelFreeSample, Sample, SpecError
 
 # cuBLAS needs a fixed workspace for deterministic results on CUDA >= 10.2; it is read when the
 # first cuBLAS handle is made, so it is set before any GPU work (an explicit user setting wins).
@@ -53,59 +56,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 RoundCallback = Callable[[Cell, int, dict[str, Any]], None]
 
 
-# ------------------------------------------------------------------------------------------ data
-
-
-@dataclass
-class DomainData:
-    domain: Domain
-    root: Path
-    pool: DomainDataset
-    test: DomainDataset
-    images: ImageStore
-
-    @property
-    def version(self) -> str:
-        return canonical_hash({"pool": self.pool.version, "test": self.test.version}, 16)
-
-
-_DATA_CACHE: dict[Any, DomainData] = {}
-
-
-def resolve_root(setup: DomainSetup, progress: bool = True) -> Path:
-    if setup.root is not None:
-        return Path(setup.root)
-    from domains.synthetic import ensure_synthetic
-
-    return ensure_synthetic(setup.name, setup.synthetic_size, setup.synthetic_seed, progress=progress)
-
-
-def load_domain_data(setup: DomainSetup, progress: bool = True) -> DomainData:
-    """Load (once per process) the pool and test splits of a domain."""
-    key = (
-        setup.name,
-        tuple(sorted(setup.options.items())),
-        setup.root,
-        setup.synthetic_size,
-        setup.synthetic_seed,
-    )
-    if key in _DATA_CACHE:
-        return _DATA_CACHE[key]
-    domain = get_domain(setup.name, **setup.options)
-    root = resolve_root(setup, progress)
-    domain.verify(root)
-    pool = domain.load(root, "pool")
-    test = domain.load(root, "test")
-    overlap = {s.group for s in pool} & {s.group for s in test}
-    if overlap:
-        raise SpecError(f"{setup.name}: groups {sorted(overlap)[:5]} appear in both pool and test splits")
-
-    def loader(sid: str) -> np.ndarray:
-        return pool.image(sid) if sid in pool else test.image(sid)
-
-    data = DomainData(domain, root, pool, test, ImageStore(loader))
-    _DATA_CACHE[key] = data
-    return data
+# ---------------------------------------------------------------------------------- initial set
 
 
 def initial_ids(pool: DomainDataset, budget: int, unit: str, seed: int) -> list[str]:
@@ -266,8 +217,8 @@ class _Run:
     cell: Cell
     out: Path
     data: DomainData
-    method: Method
-    strategy: Strategy
+    method: Any  # a baselines.base.Method (the methods' layer sits above the protocol)
+    strategy: Any  # a baselines.base.Strategy
     rd: RunDir
     new_detector: Callable[[], torch.nn.Module]
     start: dict[str, Any]  # ``source_record``: init, source checkpoint hash, its (volatile) cost
@@ -579,8 +530,6 @@ def _write_round0_cache(cache: Path, model: torch.nn.Module, preds_json, metrics
 
 
 def _round0_lease(cache: Path):
-    from benchmark.runstate import exclusive
-
     cache.parent.mkdir(parents=True, exist_ok=True)
     return exclusive(cache.with_name(f"{cache.name}.lease"), what="round-0 model")
 
@@ -630,7 +579,7 @@ def _query(run: _Run, r: int, model: torch.nn.Module, labels: _Labels, next_targ
 
 
 def _reveal(
-    strategy: Strategy, qctx: QueryContext, pool: DomainDataset, labels: _Labels, next_target: int
+    strategy: Any, qctx: QueryContext, pool: DomainDataset, labels: _Labels, next_target: int
 ) -> list[str]:
     """Reveal in the strategy's order until the round's budget is spent: in labelling units (a
     unit's samples come together) or in boxes (the oracle's count is known only on reveal). Each
@@ -670,8 +619,6 @@ def _per_pick(qctx: QueryContext, pool: DomainDataset, labels: _Labels, have_box
     n_units = max(1, len({pool.unit_of(i) for i in labels.ids}))
     per_pick = max(1.0, have_boxes / n_units)
     if labels.unlabelled:
-        from baselines.base import predicted_box_counts
-
         per_pick = max(1.0, 0.5 * per_pick + 0.5 * float(predicted_box_counts(qctx).mean()))
     return per_pick
 

@@ -43,22 +43,21 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from benchmark.codehash import ALWAYS, closure, code_hash
+from benchmark.data import DomainData, ImageStore, source_dataset
 from benchmark.registry import Registry
 from benchmark.results import atomic_write_json, atomic_write_text
-from benchmark.spec import canonical_hash
+from benchmark.runstate import exclusive
+from benchmark.spec import Cell, canonical_hash
 from benchmark.training import ProgressFn, sample_targets, train_supervised
-from domains.base import DatasetNotFoundError, DomainDataset
-
-if TYPE_CHECKING:
-    from benchmark.protocol import DomainData
-    from benchmark.spec import Cell
+from domains.base import DomainDataset
 
 CHECKPOINT_FORMAT = 1
 
@@ -66,8 +65,6 @@ CHECKPOINT_FORMAT = 1
 def code_version() -> str:
     """Hash of the code a source checkpoint runs (``benchmark.codehash``: this module, the detector, the
     augmentations, the training loop and what they import): a change makes old checkpoints stale."""
-    from benchmark.codehash import ALWAYS, closure, code_hash
-
     heads = [SOURCE_HEADS.get(name).__module__ for name in SOURCE_HEADS.names()]
     return code_hash(closure([__name__, *heads, *ALWAYS]))
 
@@ -142,30 +139,8 @@ class SourceCheckpoint:
 
 SCRATCH_RECORD = {"init": "scratch", "source_checkpoint": None, "source_train_s": 0.0, "source_reused": False}
 
-_SOURCE_DATA: dict[Any, DomainDataset | None] = {}
-
-
-def source_dataset(data: DomainData) -> DomainDataset | None:
-    """The domain's ``source`` split (loaded once per process), or None if it has none."""
-    dom = data.domain
-    key = (dom.name, json.dumps(dom.options, sort_keys=True, default=str), str(data.root))
-    if key not in _SOURCE_DATA:
-        src = None
-        if "source" in dom.splits:
-            try:
-                src = dom.load(data.root, "source")
-            except DatasetNotFoundError as exc:
-                raise DatasetNotFoundError(
-                    f"{exc}; this run needs the source split: every method of {dom.name} starts from a "
-                    "checkpoint trained on it"
-                ) from None
-        _SOURCE_DATA[key] = src if src is not None and len(src) else None
-    return _SOURCE_DATA[key]
-
 
 def source_key(cell: Cell, data: DomainData, source: DomainDataset) -> str:
-    from dataclasses import asdict
-
     return canonical_hash(
         {
             "domain": cell.domain.name,
@@ -196,8 +171,6 @@ def _exclusive(lock_path: Path) -> contextlib.AbstractContextManager:
     """Hold the build lease on ``lock_path`` (``benchmark.runstate.exclusive``): one worker on any
     host that shares the folder builds, the others wait; a crashed builder's lease goes stale and a
     waiter takes over. The atomic rename below keeps the cache correct even without it."""
-    from benchmark.runstate import exclusive
-
     return exclusive(lock_path, what="source checkpoint")
 
 
@@ -216,8 +189,6 @@ def train_source(
     progress: ProgressFn | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The source phase (module docstring): returns the checkpoint dict and its statistics."""
-    from baselines.base import ImageStore
-
     store = ImageStore(source.image)
     images = store.many(source.ids)
     targets = [sample_targets(s) for s in source]

@@ -40,8 +40,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchmark.detectors import PRESETS
+from benchmark.registry import METHODS, STRATEGIES
 from benchmark.training import Schedule
-from domains.base import DatasetNotFoundError, SpecError
+from domains.base import DOMAINS, DatasetNotFoundError, SpecError
 
 MATRICES_DIR = Path(__file__).parent / "matrices"
 DOMAIN_KEYS = {
@@ -202,8 +204,6 @@ class Cell:
         }
 
     def code_versions(self) -> dict[str, str]:
-        from baselines.base import METHODS, STRATEGIES
-
         base, opts = parse_trainer(self.trainer)
         return {
             "trainer": METHODS.get(base)(**opts).version(),
@@ -339,10 +339,6 @@ def load_matrix(
     sets: dict[str, dict[str, Any]] | None = None,
 ) -> Matrix:
     """Read a matrix and apply the CLI overrides; validate everything against the registries."""
-    from baselines.base import METHODS, STRATEGIES
-    from benchmark.detectors import PRESETS
-    from domains.base import DOMAINS
-
     path = find_matrix(name_or_path)
     try:
         raw = tomllib.loads(path.read_text())

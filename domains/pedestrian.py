@@ -717,9 +717,3 @@ class Pedestrian(Domain):
                         )
                     )
         return samples, used
-
-    @classmethod
-    def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
-        from domains.synthetic.pedestrian import write_dataset
-
-        return write_dataset(Path(root), seed=seed, size=size, progress=progress)

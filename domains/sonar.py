@@ -60,6 +60,7 @@ from domains.base import (
     check_relative,
     cut,
     digest_files,
+    raster_info,
     register_domain,
 )
 
@@ -340,8 +341,6 @@ class Sonar(Domain):
         return out
 
     def load(self, root: str | Path, split: str, lenient: bool = False) -> DomainDataset:
-        from domains.dota import raster_info
-
         root = Path(root)
         self.check_split(split)
         self.verify(root)
@@ -436,9 +435,3 @@ class Sonar(Domain):
         return DomainDataset(
             self.name, split, classes, samples, digest_files(ann_files), report, options=dict(self.options)
         )
-
-    @classmethod
-    def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
-        from domains.synthetic.sonar import write_dataset
-
-        return write_dataset(Path(root), seed=seed, size=size, progress=progress)

@@ -29,6 +29,7 @@ from torchvision.ops import box_iou
 
 from baselines.base import QueryContext, ScoreStrategy, register_strategy
 from benchmark.training import predict_all
+from domains.geometry import poly_iou
 
 
 @register_strategy("localization_stability")
@@ -55,8 +56,7 @@ class LocalizationStability(ScoreStrategy):
             preds = predict_all(ctx.model, noisy, device=ctx.device)
             for i, p in zip(todo, preds, strict=True):
                 if len(p.boxes) and refs[i][2] is not None and p.polygons is not None:
-                    from benchmark.metrics.dota import poly_iou  # oriented detections: polygon IoU
-
+                    # oriented detections: polygon IoU
                     iou_sum[i] += poly_iou(refs[i][2], p.polygons).max(1)
                 elif len(p.boxes):
                     m = box_iou(torch.from_numpy(refs[i][0]), torch.from_numpy(p.boxes)).max(1).values

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.records import load_results, validate
+from benchmark.registry import METHODS, STRATEGIES
+from domains.base import SpecError
 
 
 def validate_record(rec: Any) -> str | None:
@@ -45,9 +47,6 @@ def load_specs(runs: Path) -> list[dict[str, Any]]:
 def registered_versions(rec: dict[str, Any]) -> tuple[str | None, str | None, str]:
     """(method version, strategy version, why-not) of the code registered now, built with the
     record's hyper-parameters (so only a code or default change makes a record stale)."""
-    from baselines.base import METHODS, STRATEGIES
-    from domains.base import SpecError
-
     hp = rec.get("hparams") or {}
     out: list[str | None] = []
     for reg, name, h in (

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.metrics import register_protocol
+
 __all__ = ["REF_FPPI", "SETUPS", "log_average_miss_rate", "miss_rate_at", "evaluate_mr"]
 
 REF_FPPI = 10.0 ** np.linspace(-2.0, 0.0, 9)
@@ -296,10 +298,4 @@ def _mr2_protocol(domain: Any, test: Any, preds: Sequence[Any]) -> tuple[dict[st
     return res, impl
 
 
-def _register() -> None:
-    from benchmark.evaluation import register_protocol
-
-    register_protocol("mr2")(_mr2_protocol)
-
-
-_register()
+register_protocol("mr2")(_mr2_protocol)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.detectors.base import Prediction
-from benchmark.evaluation import register_protocol
+from benchmark.metrics import register_protocol
 from benchmark.metrics.dota import evaluate_dota
 from domains.base import Sample
 

@@ -44,9 +44,10 @@ from baselines.base import METHODS, TrainContext, register_method  # noqa: E402
 from baselines.mean_teacher import MeanTeacher, pseudo_label_quality  # noqa: E402
 from baselines.teacher_student import frozen_bn_statistics  # noqa: E402
 from benchmark.augment import strong_view  # noqa: E402
+from benchmark.data import load_domain_data  # noqa: E402
 from benchmark.detectors.base import make_batch  # noqa: E402
 from benchmark.evaluation import evaluate_domain  # noqa: E402
-from benchmark.protocol import _new_detector_factory, initial_ids, load_domain_data  # noqa: E402
+from benchmark.protocol import _new_detector_factory, initial_ids  # noqa: E402
 from benchmark.spec import load_matrix, parse_trainer  # noqa: E402
 from benchmark.training import predict_all  # noqa: E402
 from domains.base import DomainDataset  # noqa: E402

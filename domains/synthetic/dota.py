@@ -41,6 +41,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from domains.base import SpecError, register_synthetic
+from domains.dota import format_label_file
+from domains.patching import window_starts
 from domains.synthetic.cache import atomic_tree
 
 AXIS_ALIGNED = ("tennis-court", "swimming-pool")  # near axis-aligned, as in DOTA
@@ -281,8 +284,6 @@ def _iou_hbb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _seams(length: int) -> np.ndarray:
     """Window borders (inside the scene) of the adapter's default patching along one axis."""
-    from domains.patching import window_starts
-
     starts = np.array(window_starts(length, PATCH_SIZE, GAP))
     cuts = np.concatenate([starts, starts + PATCH_SIZE])
     return np.unique(cuts[(cuts > 0) & (cuts < length)])
@@ -369,6 +370,7 @@ def _write_geotiff(path: Path, img: np.ndarray, gsd: float, x0: float, y0: float
         ds.write(np.moveaxis(img, -1, 0))
 
 
+@register_synthetic("dota")
 def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
     """Write the synthetic DOTA tree under ``root`` (atomically: a temp folder renamed at the end).
 
@@ -377,9 +379,6 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
     ``ROOT/patching.json`` declares the patch geometry (128 / 16) the adapter uses by default.
     """
     import json
-
-    from domains.base import SpecError
-    from domains.dota import format_label_file
 
     if size not in PRESETS:
         raise SpecError(f"synthetic DOTA size must be one of {', '.join(PRESETS)}, got {size!r}")

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from domains.base import SpecError, register_synthetic
 from domains.synthetic.cache import atomic_tree
 
 CLASSES = ("ship", "aircraft", "human")
@@ -234,10 +235,9 @@ def voc_xml(sid: str, filename: str, w: int, h: int, boxes: np.ndarray, names: l
     )
 
 
+@register_synthetic("sonar")
 def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
     """Write the synthetic sonar tree under ``root`` (atomically: a temp folder renamed at the end)."""
-    from domains.base import SpecError
-
     if size not in PRESETS:
         raise SpecError(f"synthetic sonar size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]

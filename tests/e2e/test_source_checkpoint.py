@@ -13,8 +13,9 @@ import torch
 
 import benchmark.source as source_mod
 from baselines.base import METHODS, TrainContext
+from benchmark.data import load_domain_data
 from benchmark.leaderboard import load_records
-from benchmark.protocol import _new_detector_factory, load_domain_data
+from benchmark.protocol import _new_detector_factory
 from benchmark.runner import prepare, run_matrix
 from benchmark.spec import load_matrix
 from domains.base import DomainDataset

@@ -78,8 +78,9 @@ def test_protocol_round_vs_bare_loop(dota_tiny_root, tmp_path, one_thread):
     """One round of ``run_cell`` (train, evaluate with every official metric, write the round) against
     the same training and test-set prediction and evaluation called directly."""
     from baselines.base import METHODS
+    from benchmark.data import load_domain_data
     from benchmark.evaluation import evaluate_domain
-    from benchmark.protocol import load_domain_data, run_cell
+    from benchmark.protocol import run_cell
     from benchmark.spec import load_matrix, with_version
     from benchmark.training import predict_all
 
