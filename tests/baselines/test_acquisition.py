@@ -113,6 +113,7 @@ def test_strategies_reject_bad_hparams():
         STRATEGIES.get("core_set")(bogus=1)
 
 
+@pytest.mark.slow
 def test_box_budget_matrix_end_to_end(tmp_path):
     """A box-budget matrix: each round's labelled boxes reach the target, overshooting by at most the
     last revealed image's boxes."""

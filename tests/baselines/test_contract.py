@@ -105,12 +105,14 @@ def _check_tiny(recs: list[dict], method: str) -> None:
         assert 0.0 <= r["metrics"]["mAP50"] <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_completes_tiny_matrix(tmp_path, name):
     method = f"{name}+{METHODS.get(name).default_strategy}"
     _check_tiny(_tiny_two_rounds(tmp_path, method), method)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_strategy_completes_tiny_matrix(tmp_path, name):
     method = f"supervised+{name}"

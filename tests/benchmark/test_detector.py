@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from benchmark.detectors import build_detector, make_batch
@@ -44,6 +45,7 @@ def test_losses_predict_embed_shapes():
     assert m.embed(make_batch(ims)).shape == (4, 64)
 
 
+@pytest.mark.slow  # trains a detector until it fits (seconds)
 def test_learns_a_toy_problem():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -100,6 +100,7 @@ def test_download_fails_in_one_line_before_training(offline: Path):
         check_weights("fcos_r50", {"pretrained": True, "download": True})
 
 
+@pytest.mark.slow
 def test_tiny_run_without_network(offline: Path, tmp_path: Path, capsys):
     m = tmp_path / "m.toml"
     m.write_text(

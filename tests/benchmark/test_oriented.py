@@ -276,6 +276,7 @@ def test_oriented_option_leaves_the_horizontal_detector_alone():
     assert h.predict(make_batch([torch.zeros((3, 64, 64), dtype=torch.uint8)]))[0].polygons is None
 
 
+@pytest.mark.slow  # trains a detector until it fits (seconds)
 def test_oriented_detector_learns_an_angle():
     """A few dozen steps on one image with one rotated object: the top detection's polygon overlaps
     the object far better than its horizontal box does."""

@@ -245,6 +245,7 @@ def test_box_partly_and_wholly_outside(tree):
     assert ds.report.repairs["boxes clipped to the image"] == 1 and ds.report.skipped["objects"] == 1
 
 
+@pytest.mark.slow
 def test_sonar_runs_in_a_matrix(tmp_path, capsys):
     """``labelbudget run`` with sonar in a matrix: records carry the COCO and saliency metrics."""
     from benchmark.cli import main
