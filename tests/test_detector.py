@@ -140,3 +140,23 @@ def test_batched_assignment_equals_one_image_at_a_time(monkeypatch):
             assert torch.equal(a, b)
         monkeypatch.undo()
     assert fcos._image_groups([3, 0, 5, 2], 10, cap=100) == [slice(0, 2), slice(2, 4)]
+
+
+def test_make_batch_normalises_each_image_and_zeroes_the_padding():
+    """Every pixel is ``(x / 255 - MEAN) / STD`` computed as for that image alone, the padding up to
+    the next multiple of 32 is 0, and the caller's images are left as they were."""
+    from benchmark.detectors.base import MEAN, STD
+
+    g = torch.Generator().manual_seed(0)
+    for sizes in ([(128, 128)] * 3, [(100, 130), (128, 96), (65, 64)]):
+        ims = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for h, w in sizes]
+        copies = [im.clone() for im in ims]
+        b = make_batch(ims)
+        H, W = (-(-max(h for h, _ in sizes) // 32) * 32, -(-max(w for _, w in sizes) // 32) * 32)
+        assert b.images.shape == (len(ims), 3, H, W) and b.images.dtype == torch.float32
+        assert b.sizes == sizes
+        for i, (im, (h, w)) in enumerate(zip(ims, sizes, strict=True)):
+            alone = (im.float() / 255.0 - MEAN[0]) / STD[0]
+            assert torch.equal(b.images[i, :, :h, :w], alone)
+            assert not b.images[i, :, h:, :].any() and not b.images[i, :, :, w:].any()
+            assert torch.equal(im, copies[i])
