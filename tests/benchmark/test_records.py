@@ -21,7 +21,7 @@ from benchmark.records import (
 )
 from benchmark.spec import Seeds, load_matrix, seed_hash
 
-GOLDEN = Path(__file__).parent / "golden" / "sweep"
+GOLDEN = Path(__file__).parents[1] / "golden" / "sweep"
 
 # the keys of a record as the protocol has always written them, in order
 PROTOCOL_KEYS = [

@@ -13,7 +13,7 @@ import pytest
 
 from benchmark.tools.import_graph import LAYER_NAMES, build, layer_of, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_project_has_no_cycle_and_no_upward_import():

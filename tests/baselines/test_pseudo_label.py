@@ -16,7 +16,7 @@ from baselines.teacher_student import TeacherStudentMethod
 from benchmark.training import Schedule
 from domains.base import SpecError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _code_without_card() -> str:
