@@ -245,7 +245,9 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     from benchmark.leaderboard import write_leaderboards
 
     try:
-        written = write_leaderboards(Path(a.runs), Path(a.out), check_versions=not a.no_version_check)
+        written = write_leaderboards(
+            Path(a.runs), Path(a.out), check_versions=not a.no_version_check, split=a.split
+        )
     except FileNotFoundError as exc:
         print(f"labelbudget: error: {exc}", file=sys.stderr)
         return 2
@@ -581,6 +583,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-version-check",
         action="store_true",
         help="keep records whose method/strategy version differs from the registered code (archived runs)",
+    )
+    lb.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="score on the test split (default) or on the pool's held-out validation part (matrices with "
+        "`validation`): choose defaults on validation, never on test",
     )
     lb.set_defaults(func=cmd_leaderboard)
 

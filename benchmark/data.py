@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.spec import DomainSetup, canonical_hash
+from benchmark.spec import DomainSetup, canonical_hash, seed_hash
 from domains.base import DatasetNotFoundError, Domain, DomainDataset, SpecError, get_domain
 from domains.synthetic import ensure_synthetic
 
@@ -48,17 +48,46 @@ class ImageStore:
 
 @dataclass
 class DomainData:
-    """The loaded pool and test splits of one domain setup, with their images."""
+    """The loaded pool and test splits of one domain setup, with their images; ``val`` the labelled
+    validation part held out of the pool (``split_validation``), or None."""
 
     domain: Domain
     root: Path
     pool: DomainDataset
     test: DomainDataset
     images: ImageStore
+    val: DomainDataset | None = None
 
     @property
     def version(self) -> str:
-        return canonical_hash({"pool": self.pool.version, "test": self.test.version}, 16)
+        parts = {"pool": self.pool.version, "test": self.test.version}
+        if self.val is not None:  # only then: the versions of data without a validation part stay
+            parts["validation"] = self.val.version
+        return canonical_hash(parts, 16)
+
+
+def split_validation(pool: DomainDataset, share: float) -> tuple[DomainDataset, DomainDataset]:
+    """Hold out ``share`` of the pool's groups (a DOTA scene's patches, a video's frames, a Foggy
+    Cityscapes city frame's renderings stay together) as a labelled validation part: the groups in
+    a fixed random order (``seed_hash("validation")``: the same part for every seed and method), as
+    many as make ``round(share * n_groups)`` (at least one). Returns (the pool without them, the
+    validation part). Defaults are chosen on it, never on the test split."""
+    groups = sorted({s.group for s in pool})
+    n_val = max(1, round(share * len(groups)))
+    if n_val >= len(groups):
+        raise SpecError(f"{pool.domain}: a validation share of {share} leaves no pool ({len(groups)} groups)")
+    rng = np.random.default_rng(seed_hash("validation"))
+    held = {groups[i] for i in rng.permutation(len(groups))[:n_val]}
+    parts = []
+    for split, keep in (("pool", False), ("validation", True)):
+        samples = [s for s in pool if (s.group in held) == keep]
+        digest = canonical_hash({"from": pool.version, "validation_groups": sorted(held), "part": split})
+        part = DomainDataset(pool.domain, split, pool.classes, samples, digest, pool.report, pool.options)
+        scenes = getattr(pool, "scenes", None)
+        if scenes is not None:  # patch-based DOTA: the whole scenes its devkit protocol scores against
+            part.scenes = [sc for sc in scenes if (sc.group in held) == keep]  # type: ignore[attr-defined]
+        parts.append(part)
+    return parts[0], parts[1]
 
 
 _DATA_CACHE: dict[Any, DomainData] = {}
@@ -80,6 +109,7 @@ def load_domain_data(setup: DomainSetup, progress: bool = True) -> DomainData:
         setup.root,
         setup.synthetic_size,
         setup.synthetic_seed,
+        setup.validation,
     )
     if key in _DATA_CACHE:
         return _DATA_CACHE[key]
@@ -92,10 +122,16 @@ def load_domain_data(setup: DomainSetup, progress: bool = True) -> DomainData:
     if overlap:
         raise SpecError(f"{setup.name}: groups {sorted(overlap)[:5]} appear in both pool and test splits")
 
-    def loader(sid: str) -> np.ndarray:
-        return pool.image(sid) if sid in pool else test.image(sid)
+    val = None
+    if setup.validation:
+        pool, val = split_validation(pool, setup.validation)
 
-    data = DomainData(domain, root, pool, test, ImageStore(loader))
+    def loader(sid: str) -> np.ndarray:
+        if sid in pool:
+            return pool.image(sid)
+        return val.image(sid) if val is not None and sid in val else test.image(sid)
+
+    data = DomainData(domain, root, pool, test, ImageStore(loader), val)
     _DATA_CACHE[key] = data
     return data
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from domains.geometry import hbb_iou
+
 # ``a32 /= s64`` (a float32 array divided in place by a float64 scalar, as the reference divides its
 # float32 fused box by the float64 score sum) runs in float64 under numpy >= 2's promotion rules
 # (NEP 50) and in float32 under numpy 1.x's value-based casting; the vectorised division follows
@@ -140,8 +142,6 @@ def _cluster(r: np.ndarray, iou_thr: float, conf_type: str) -> np.ndarray:
     out = np.array(fused_rows, dtype=np.float64).reshape(-1, 8)
     out[:, 3] = count
     return out
-
-from domains.geometry import hbb_iou
 
 
 def wbf(

@@ -327,7 +327,9 @@ def _start_run(
         strategy,
         rd,
         _new_detector_factory(cell, n_classes, src_ckpt),
-        source_record(src_ckpt),  # init + checkpoint hash; its cost goes to the (volatile) timing
+        source_record(
+            src_ckpt, cell.detector_options.get("start", "random") != "random"
+        ),  # init + checkpoint hash; its cost goes to the (volatile) timing
         device,
         launcher,
         train_progress,
@@ -374,6 +376,7 @@ def _run_round(
     t1 = time.perf_counter()
     metrics, preds_json = _evaluate(run, model, share)
     share.hold.close()
+    validation = _evaluate_validation(run, model)
     eval_s = time.perf_counter() - t1
     t2 = time.perf_counter()
     acquired: list[str] = []
@@ -409,6 +412,7 @@ def _run_round(
         ),
         timing=timing,
         provenance=provenance(_device_name(run.device), run.launcher),
+        validation=validation,
     )
     rec_json = rec.check(str(run.rd.round_dir(r) / "record.json")).to_json()
     if cell.warm_start:
@@ -441,10 +445,12 @@ def _train_context(
 def _round0_share(run: _Run, r: int, labelled: list[str]) -> _Round0Share:
     """Whether round ``r`` is the shared round 0 and, if so, whether it is loaded or built here.
     It is built once for every cell that shares it, on any host: the builder holds the cache's
-    lease while it trains, evaluates and publishes; the others wait, then load it."""
+    lease while it trains, evaluates and publishes; the others wait, then load it. Under
+    ``warm_start`` too: round 0 starts from the run's initial weights either way, and the next
+    round starts from the (loaded or trained) round-0 model."""
     hold = ExitStack()
     run.held.callback(hold.close)  # released on errors too
-    if r != 0 or run.cell.warm_start:
+    if r != 0:
         return _Round0Share(None, hold)
     src_sha = run.start["source_checkpoint"]
     cache = run.out / "_cache" / "round0" / _round0_key(run.cell, labelled, run.method.version(), src_sha)
@@ -482,6 +488,21 @@ def _evaluate(run: _Run, model: torch.nn.Module, share: _Round0Share) -> tuple[d
     if share.publish:
         _write_round0_cache(share.path, model, preds_json, metrics, _train_stats(run.method, False))
     return metrics, preds_json
+
+
+def _evaluate_validation(run: _Run, model: torch.nn.Module) -> dict[str, Any] | None:
+    """The round's model scored on the pool's held-out validation part (None without one): the
+    number every default of the suite is chosen on (``docs/protocol.md``), never the test split."""
+    data = run.data
+    if data.val is None:
+        return None
+    preds = predict_all(
+        model, data.images.many(data.val.ids), device=run.device, dense=needs_dense(data.domain)
+    )
+    counts = dict(zip(data.domain.classes, (int(c) for c in data.pool.class_counts()), strict=True))
+    scoring = scoring_domain(data.domain, getattr(model, "oriented", False))
+    res = evaluate_domain(scoring, data.val, preds, class_counts=counts)
+    return {"n": len(data.val), "metrics": res["metrics"], "primary": res["primary"]}
 
 
 def predictions_json(preds, ids: list[str]) -> list[dict[str, Any]]:

@@ -83,13 +83,16 @@ class RoundRecord:
     metric_impl: dict[str, Any] | None = None
     eval_split: str | None = None
     n_test: int | None = None
+    # the same model scored on the pool's held-out validation part (``benchmark.data``), when the
+    # matrix has one: {"n": images, "metrics": {...}, "primary": name}; defaults are chosen on it
+    validation: dict[str, Any] | None = None
     detector: str | None = None
     detector_options: dict[str, Any] | None = None
     schedule: dict[str, Any] | None = None
     threads: int | None = None
     warm_start: bool | None = None
     reference: bool | None = None
-    init: str | None = None  # "scratch" | "source"
+    init: str | None = None  # "scratch" | "pretrained" (the shared start) | "source"
     source_checkpoint: str | None = None  # sha256 of the source checkpoint, if any
     train_stats: dict[str, Any] | None = None
     timing: dict[str, Any]  # volatile: seconds, reuse flags, memory
@@ -119,6 +122,7 @@ class RoundRecord:
         train_stats: dict[str, Any],
         timing: dict[str, Any],
         provenance: dict[str, Any],
+        validation: dict[str, Any] | None = None,
     ) -> RoundRecord:
         """The record of round ``round`` of ``cell`` (a ``benchmark.spec.Cell``): ``method`` /
         ``strategy`` the run's trainer and strategy objects; ``pool`` the labelled pool
@@ -162,6 +166,7 @@ class RoundRecord:
             metric_impl=evaluation["impl"],
             eval_split="test",
             n_test=n_test,
+            validation=validation,
             detector=cell.detector,
             detector_options=cell.detector_options,
             schedule=cell.canonical()["schedule"],

@@ -263,6 +263,10 @@ def ensure_source_checkpoint(
     return _published(final, key, reused=reused)
 
 
-def source_record(ckpt: SourceCheckpoint | None) -> dict[str, Any]:
-    """The record fields of the starting weights."""
-    return dict(SCRATCH_RECORD) if ckpt is None else ckpt.record_fields()
+def source_record(ckpt: SourceCheckpoint | None, pretrained: bool = False) -> dict[str, Any]:
+    """The record fields of the starting weights: ``init`` is "source" (a source checkpoint, itself
+    trained from the run's start), "pretrained" (the shared pretrained start,
+    ``benchmark.detectors.start``; its sha256 is in the record's ``detector_options``) or "scratch"."""
+    if ckpt is not None:
+        return ckpt.record_fields()
+    return {**SCRATCH_RECORD, "init": "pretrained"} if pretrained else dict(SCRATCH_RECORD)

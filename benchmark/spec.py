@@ -55,6 +55,7 @@ DOMAIN_KEYS = {
     "reference",
     "schedule",
     "dataset",
+    "validation",
 }
 DATA_DOCS = "docs/data.md"  # how to arrange each real dataset (one section per domain)
 SCHEMA_VERSION = 1
@@ -122,6 +123,9 @@ class DomainSetup:
     budget_fractions: tuple[float, ...] = ()
     schedule: Schedule | None = None  # this domain's schedule (None: the matrix's [schedule])
     dataset: str = ""  # the dataset's name for messages (e.g. "DOTA"); the domain name if empty
+    # the share of the pool's groups held out as a labelled validation part (``benchmark.data``): no
+    # method or strategy sees it; every round is also scored on it (the record's ``validation``)
+    validation: float = 0.0
 
     @property
     def n_rounds(self) -> int:
@@ -130,10 +134,14 @@ class DomainSetup:
     def data_label(self) -> dict[str, Any]:
         """What identifies the data in a run id (never an absolute path)."""
         if self.root is None:
-            return {"synthetic": self.synthetic_size, "synthetic_seed": self.synthetic_seed}
-        if self.dataset:  # the matrix names the dataset (only then: other run ids do not change)
-            return {"root": Path(self.root).name, "dataset": self.dataset}
-        return {"root": Path(self.root).name}
+            out: dict[str, Any] = {"synthetic": self.synthetic_size, "synthetic_seed": self.synthetic_seed}
+        elif self.dataset:  # the matrix names the dataset (only then: other run ids do not change)
+            out = {"root": Path(self.root).name, "dataset": self.dataset}
+        else:
+            out = {"root": Path(self.root).name}
+        if self.validation:  # likewise: only with a validation part
+            out["validation"] = self.validation
+        return out
 
 
 @dataclass(frozen=True)
@@ -358,6 +366,7 @@ def load_matrix(
         "detector",
         "schedule",
         "real_data",
+        "validation",
     }
     unknown = set(raw) - known_top
     if unknown:
@@ -395,6 +404,7 @@ def load_matrix(
     warm = _bool(raw.get("warm_start", False), f"{path}: warm_start")
     top_reference = raw.get("reference", False)
     real_data = _bool(raw.get("real_data", False), f"{path}: real_data")
+    top_validation = raw.get("validation", 0.0)
     det_table = raw.get("detector", {"name": "tiny_fcos"})
     if not isinstance(det_table, dict):
         raise SpecError(f"{path}: [detector] must be a table")
@@ -463,6 +473,11 @@ def load_matrix(
                 dom_schedule = Schedule(**{**top_schedule, **table["schedule"]})
             except (TypeError, ValueError) as exc:
                 raise SpecError(f"{path}: bad [domains.{d}.schedule] table ({exc})") from None
+        val = table.get("validation", top_validation)
+        if not isinstance(val, int | float) or isinstance(val, bool) or not 0.0 <= float(val) < 0.5:
+            raise SpecError(
+                f"{path}: validation of {d} must be a share of the pool's groups in [0, 0.5), got {val!r}"
+            )
         u = str(table.get("budget_unit", unit))
         if u not in ("images", "boxes"):
             raise SpecError(f"budget_unit must be 'images' or 'boxes', got {u!r}")
@@ -478,6 +493,7 @@ def load_matrix(
             fracs,
             dom_schedule,
             dataset,
+            float(val),
         )
     for extra in set(data_roots or {}) - set(setups):
         raise SpecError(f"--data-root names domain {extra!r}, which is not in this run's domains")

@@ -33,17 +33,48 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return df.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
+def validation_view(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records as scored on the pool's held-out validation part (``record["validation"]``), for
+    choosing defaults without looking at the test split; records without one are left out (listed)."""
+    out, skipped = [], []
+    for r in records:
+        v = r.get("validation")
+        if not v:
+            skipped.append(
+                f"{r['domain']}/{r['method']}/seed{r['seed']} round {r['round']}: no validation scores"
+            )
+            continue
+        out.append(
+            {
+                **r,
+                "metrics": v["metrics"],
+                "primary_metric": v["primary"],
+                "per_class": {},
+                "long_tail": {},
+                "eval_split": "validation",
+                "n_test": v["n"],
+            }
+        )
+    return out, skipped
+
+
 def write_leaderboards(
     runs: Path,
     out: Path,
     quiet: bool = False,
     check_versions: bool = True,
     plots: bool = True,
+    split: str = "test",
 ) -> dict[str, Path]:
     """Write ``<domain>.csv``, ``<domain>.md``, ``overall.md`` and ``curves/<domain>.png`` for every
     domain found under ``runs``; returns domain -> markdown path. ``check_versions=False`` keeps records
     whose method version differs from the registered code (archived runs, the golden test)."""
     records, problems = load_records(runs)
+    if split == "validation":
+        records, skipped = validation_view(records)
+        problems = problems + skipped
+    elif split != "test":
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
     if not records:
         raise FileNotFoundError(f"no valid results.jsonl records under {runs}; run `labelbudget run` first")
     fresh, dropped = drop_stale(records, registered_versions if check_versions else None)
