@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from baselines.base import Method, TrainContext
-from benchmark.augment import strong_view, weak_view
+from benchmark.augment import WEAK_SCALE, apply_view, strong_view, weak_view
 from benchmark.detectors.base import Batch, make_batch
 from benchmark.training import ModelEMA, ema_update, flip_batch, make_optimizer, predict_all
 from domains.base import SpecError
@@ -100,7 +100,7 @@ class TeacherStudentConfig:
     confidence: str = "cls"
     normalize_by_labelled: bool = True
     vertical_flip: bool = True
-    scale_jitter: tuple[float, float] = (0.8, 1.25)
+    scale_jitter: tuple[float, float] = WEAK_SCALE
     labelled_view: str = "flip"
     freeze_bn_on_unlabelled: bool = True
     soft_background: bool = False
@@ -207,19 +207,6 @@ class PseudoLabels(dict):
         """``from_detections`` on a detector's ``Prediction`` (``detection_confidence`` thresholded)."""
         conf = detection_confidence(pred, confidence)
         return cls.from_detections(pred.boxes, conf, pred.labels, threshold, ignore_below, pred.polygons)
-
-
-def apply_view(view, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
-    """A view of ``image`` with ``target`` carried into it: boxes (and ``polygons``) mapped, every
-    other per-object tensor kept for the surviving objects."""
-    polys = target.get("polygons")
-    im, boxes, kept, new_polys = view.with_polygons(image, target["boxes"], polys)
-    skip = ("boxes", "polygons")
-    out = {k: v[kept] for k, v in target.items() if isinstance(v, torch.Tensor) and k not in skip}
-    out["boxes"] = boxes
-    if new_polys is not None:
-        out["polygons"] = new_polys
-    return im, {**{k: v for k, v in target.items() if not isinstance(v, torch.Tensor)}, **out}
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from benchmark.augment import apply_view, weak_view
 from benchmark.detectors.base import Batch, make_batch
 from domains.base import Sample, SpecError
 
@@ -132,9 +133,13 @@ def train_supervised(
     device: str = "cpu",
     progress: ProgressFn | None = None,
     vertical_flip: bool = True,
+    scale_jitter: tuple[float, float] = (1.0, 1.0),
 ) -> torch.nn.Module:
     """Train ``model`` on labelled images for ``schedule.iterations`` steps (batches drawn with
-    replacement by ``gen``). ``progress(it, total, losses)`` is called every 10 iterations."""
+    replacement by ``gen``). ``progress(it, total, losses)`` is called every 10 iterations. Each
+    image is flipped at random (and rotated by a multiple of 90 degrees on an oriented detector);
+    with a ``scale_jitter`` other than (1, 1) it gets the teacher-student methods' weak view
+    instead (``benchmark.augment.weak_view``: the same flips plus that zoom jitter)."""
     if not images:
         raise ValueError("no labelled images to train on")
     model.to(device).train()
@@ -144,11 +149,21 @@ def train_supervised(
     rotate = bool(getattr(model, "oriented", False)) and bool(
         getattr(getattr(model, "cfg", None), "rotate90", True)
     )
+    view = None
+    if tuple(scale_jitter) != (1.0, 1.0):
+        view = weak_view(gen, vertical_flip, tuple(scale_jitter), rotate90=rotate)
     for it in range(schedule.iterations):
         for g in opt.param_groups:
             g["lr"] = schedule.lr_at(it)
         idx = torch.randint(n, (schedule.batch_size,), generator=gen).tolist()
-        ims, tg = flip_batch([images[i] for i in idx], [targets[i] for i in idx], gen, vertical_flip, rotate)
+        if view is None:
+            ims, tg = flip_batch(
+                [images[i] for i in idx], [targets[i] for i in idx], gen, vertical_flip, rotate
+            )
+        else:
+            ims, tg = (
+                list(x) for x in zip(*(apply_view(view, images[i], targets[i]) for i in idx), strict=True)
+            )
         batch: Batch = make_batch(ims).to(device)
         losses = model.losses(batch, tg)
         loss = sum(losses.values())
