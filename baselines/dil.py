@@ -2,7 +2,7 @@
 
 Paper: X. Yang, P. Li, Q. Zhou, N. Wang, X. Gao, "Dense Information Learning Based Semi-Supervised
 Object Detection", IEEE Transactions on Image Processing, 2025, DOI 10.1109/TIP.2025.3530786.
-No code was released; only the abstract could be read (research/methods.md §2).
+No code was released; only the abstract could be read (``docs/sources.md#dil``).
 
 Confirmed from the abstract [C]: adaptive-threshold SSOD methods are "passive, relying solely on the
 original image data" and ignore the relations between categories. **Dense Information Augmentation

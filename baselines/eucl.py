@@ -4,7 +4,7 @@ Paper: S. Yuan, Z. Wang, F.-L. He, S.-W. Zhang, "Semi-Supervised Salient Object 
 Side-Scan Sonar Images via Entropy-Based Uncertainty and Contrastive Learning", IEEE Access, 2025
 (IEEE document 11059963; open access). No code was found.
 
-Confirmed from the paper's abstract (``shared/research/methods.md`` §1): the task is
+Confirmed from the paper's abstract (``docs/sources.md#eucl``): the task is
 semi-supervised salient object detection (pixel-wise saliency) on side-scan sonar images with few
 annotations; the method is called "entropy uncertainty contrastive learning" and aims to improve
 pseudo-label quality; it has an **uncertainty map evaluation module** that uses an

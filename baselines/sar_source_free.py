@@ -6,14 +6,15 @@ Object Detection in CCTV Images", Sensors 26(1):45 (2026; online 2025-12-20), DO
 10.3390/s26010045. Designed for a clear -> foggy style shift: ``designed_for = "foggy_cityscapes"``
 (source = clear train, pool = foggy train, test = foggy val).
 
-Confirmed from the paper (research/methods.md §3, abstract level): the setting is source-free
+Confirmed from the paper (abstract level, ``docs/sources.md#sar-source-free``): the setting is source-free
 semi-supervised domain adaptation (a source-trained model, no source data, a few labelled and many
 unlabelled target images) on the Mean-Teacher paradigm; three components: (1) pseudo-label
-**fusion** of the teacher's predictions on weak and strong views with Weighted Boxes Fusion;
+**fusion** of the teacher's predictions on weak and strong views;
 (2) **static adversarial regularisation** (SAR): a *frozen* adversarial (discriminator) head instead
 of a dynamically optimised discriminator gives a stable domain-invariance constraint; (3)
 **time-varying exponential weighting** of the labelled and unlabelled losses. Not confirmed: the
-detector, the fusion rule's details, the exact SAR loss, the weighting formulas.
+detector, the fusion rule (Weighted Boxes Fusion here is ours), the exact SAR loss, the weighting
+formulas.
 
 Our reconstruction [I] (on ``baselines.teacher_student.TeacherStudentMethod``, the shared
 mean-teacher loop):

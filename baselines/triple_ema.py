@@ -5,7 +5,7 @@ imbalanced remote sensing object detection", Engineering Applications of Artific
 163 (2026) 113116; DOI presumably 10.1016/j.engappai.2025.113116 (Elsevier's pattern for that
 article number; not verified).
 
-Confirmed (research/methods.md §4): only the title-level description: a semi-supervised
+Confirmed (``docs/sources.md#triple-ema``): only the title-level description: a semi-supervised
 (teacher-student) framework built around a "triple EMA", with a "two-stage class adaptation" for
 long-tailed remote-sensing detection, evaluated on DOTA. No abstract, page or code was found; the
 reported DOTA-v1.5 numbers (mAP50 75.8, mAP50-95 51.5) are unverified.

@@ -414,7 +414,8 @@ def cmd_data(a: argparse.Namespace) -> int:
         from benchmark.metrics.coco import coco_category_ids, gt_to_coco
         from benchmark.results import atomic_write_json
 
-        if "label_unit" in dom.options and not a.patches:  # DESIGN §5: scenes, patches only on request
+        # scenes; patches only on request (docs/protocol.md#dataset-layouts)
+        if "label_unit" in dom.options and not a.patches:
             dom = get_domain(a.domain, **{**opts, "label_unit": "image"})
         ds = dom.load(a.root, a.split)
         coco = gt_to_coco(list(ds), ds.classes, category_ids=coco_category_ids(dom, len(ds.classes)))

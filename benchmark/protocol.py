@@ -1,6 +1,6 @@
 """The round loop of one run: initial labelled set -> train -> evaluate -> query -> reveal, per budget.
 
-Rules (DESIGN §4):
+Rules (``docs/protocol.md``):
 * the initial labelled set depends only on (dataset, seed, first budget, unit): every method of a
   seed starts from the same labels; the orchestrator saves it as ids before any run starts;
 * each round retrains from the same initial weights (``Seeds.weights``) with the

@@ -1,6 +1,6 @@
 """Source checkpoints: the source-pretrained starting weights every method of a shifted domain uses.
 
-DESIGN §4/§5 ("Starting weights"): on a domain whose data has a ``source`` split (foggy_cityscapes:
+``docs/protocol.md#starting-weights``: on a domain whose data has a ``source`` split (foggy_cityscapes:
 clear train; sonar: the source survey; DOTA with ``source_sensor``), a source model is trained once
 per (domain setup, dataset version, source-split version, seed, detector, schedule, threads, code)
 and cached; every method's rounds start from it (``new_detector()`` returns the source weights), the

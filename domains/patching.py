@@ -1,7 +1,7 @@
 """Cutting large scenes into patches and merging patch detections back to scene coordinates.
 
 This is the window algorithm of the split tool most DOTA papers use (mmrotate / BboxToolkit
-``img_split.py``, also Ultralytics ``split_dota.py``; facts in ``shared/research/datasets.md`` §1.4-1.5,
+``img_split.py``, also Ultralytics ``split_dota.py``; facts in ``docs/sources.md#dota-patches``,
 the code here is our own):
 
 * windows of ``size`` px step by ``size - gap``; along an axis shorter than ``size`` there is one window;

@@ -402,7 +402,8 @@ def parse_vbb(path: str | Path) -> tuple[int, list[list[tuple[int, np.ndarray, i
 
 
 def detect_format(root: str | Path) -> str:
-    """The dataset format of ``root`` (DESIGN §5): raises when none or several match."""
+    """The dataset format of ``root`` (``docs/protocol.md#dataset-layouts``): raises when none or
+    several match."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetNotFoundError(f"pedestrian root {root} does not exist")

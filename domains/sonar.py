@@ -7,10 +7,10 @@ Features
     ``ship``, crashed ``aircraft`` and drowning victims ``human``. The domain shift is survey to survey
     (another sonar frequency, noise level, seabed): ``source`` is one survey, ``pool`` and ``test`` the
     other. What is confirmed of SCTD is its size (596 images) and its three classes; its annotation
-    format (VOC XML) and any official split are not (``shared/research/datasets.md`` §4.1), so this
+    format (VOC XML) and any official split are not (``docs/sources.md#dataset-formats``), so this
     adapter reads the common VOC layout and the split files that come with the data.
 
-Format (DESIGN §5)
+Format (``docs/protocol.md#dataset-layouts``)
     ``ROOT/JPEGImages/<id>.{jpg,png,tif,bmp}``, ``ROOT/Annotations/<id>.xml`` (Pascal VOC: ``size/width``,
     ``size/height``, ``object/name``, ``object/difficult``, ``object/bndbox/{xmin,ymin,xmax,ymax}``),
     ``ROOT/ImageSets/Main/{train,test,source}.txt`` (one id a line; ``pool`` = train, ``test`` = test,

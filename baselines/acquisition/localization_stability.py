@@ -1,7 +1,7 @@
 """Localization stability: query images whose boxes move when the input is perturbed.
 
 Paper: C.-C. Kao, T.-Y. Lee, P. Sen, M.-Y. Liu, "Localization-Aware Active Learning for Object
-Detection", ACCV 2018 (research/methods.md §6.3; re-implemented in we1pingyu/CALD
+Detection", ACCV 2018 (``docs/sources.md#active-learning-strategies``; re-implemented in we1pingyu/CALD
 ``ls_c_train.py``). Confirmed procedure:
 
 1. reference detections on the clean image (the top ``top_k`` = 30 by score ``P_max``);

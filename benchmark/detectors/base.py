@@ -1,4 +1,4 @@
-"""The one detector interface every method trains and queries (DESIGN §3).
+"""The one detector interface every method trains and queries (``docs/protocol.md#detector-interface``).
 
 ``Detector`` is a ``torch.nn.Module`` with:
 

@@ -1,7 +1,7 @@
 """The detector's starting weights: random initialisation, or the shared pretrained start.
 
-``[detector] start`` in a matrix (DESIGN §4: every method starts from the same shared pretrained
-weights, the CPU-scale counterpart of an ImageNet backbone):
+``[detector] start`` in a matrix (``docs/protocol.md#starting-weights``: every method starts from the
+same shared pretrained weights, the CPU-scale counterpart of an ImageNet backbone):
 
 * ``"random"`` (the default): the seed's random initialisation (``seed_hash(seed, "weights")``);
 * ``"pretrained"``: the checkpoint shipped in the package, ``weights/tiny_fcos_xs_synthetic.pt``,

@@ -1,8 +1,8 @@
 """DOTA mean AP, the DOTA devkit protocol (Task1 oriented boxes, Task2 horizontal boxes).
 
 Protocol: ``CAPTAIN-WHU/DOTA_devkit`` ``dota_evaluation_task1.py`` / ``dota_evaluation_task2.py`` and
-``dota-v1.5_evaluation_task1.py`` (behaviour as documented in ``shared/research/datasets.md`` §0, §1.6 and
-§5.2; the code here is a fresh implementation, not a copy):
+``dota-v1.5_evaluation_task1.py`` (the facts used are listed in ``docs/sources.md#dota-devkit``; the code
+here is a fresh implementation, not a copy):
 
 * per class, detections of all images are sorted by descending score (we use a *stable* sort, so ties
   keep the order in which they were given; the devkit's ``np.argsort(-confidence)`` leaves tie order

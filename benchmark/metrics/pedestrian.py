@@ -1,7 +1,7 @@
 """Pedestrian log-average miss rate (MR^-2), the Caltech / CityPersons protocol.
 
 Protocol: Caltech toolbox ``dbEval.m`` v3.2.1 / ``bbGt.m`` (``evalRes``, ``compRoc``) and CityPersons
-``eval_MR_multisetup.py`` (behaviour as documented in ``shared/research/datasets.md`` §0 and §3; the code
+``eval_MR_multisetup.py`` (the facts used are listed in ``docs/sources.md#pedestrian-mr-2``; the code
 here is a fresh implementation, not a copy). Checked against hand-computed curves in
 ``tests/metrics/test_pedestrian_metric.py``.
 

@@ -2,7 +2,7 @@
 S-measure.
 
 Protocol: the definitions of PySODMetrics (``lartpang/PySODMetrics`` ``sod_metrics.py``) and of Fan's
-MATLAB toolbox, as documented in ``shared/research/datasets.md`` §4.5 (fresh implementation, not a copy);
+MATLAB toolbox (facts in ``docs/sources.md#saliency``; a fresh implementation, not a copy);
 checked against small hand-computed masks in ``tests/metrics/test_saliency_metric.py``.
 
 * Inputs: ``pred`` is a foreground map with values in [0, 1] (float), ``gt`` a binary mask of the same

@@ -1,4 +1,4 @@
-"""Why ``mean_teacher`` does not beat ``supervised`` at 25 labelled DOTA patches (issue E2).
+"""Why ``mean_teacher`` does not beat ``supervised`` at 25 labelled DOTA patches.
 
 Every variant is trained on the default matrix's first round (25 patches, the same initial set per
 seed as the matrix) and scored on a **validation** part of the pool: whole synthetic scenes, a fixed

@@ -1,4 +1,4 @@
-"""The contract suite with the oriented detector (issue K): every method and acquisition strategy
+"""The contract suite with the oriented detector: every method and acquisition strategy
 with ``[detector] oriented = true`` on tiny synthetic DOTA; the run records score Task1 as their
 primary metric; ``labelbudget evaluate dota`` on Task1 files of a run's model equals its record."""
 

@@ -1,4 +1,4 @@
-"""Method and strategy versions hash the code that runs, not how it is written (issue L): an edit to
+"""Method and strategy versions hash the code that runs, not how it is written: an edit to
 the detector or the augmentations changes every version; a docstring or comment edit changes none.
 
 The edits go to a temporary copy of the source tree; ``benchmark.codehash`` reads the copy (``root``)

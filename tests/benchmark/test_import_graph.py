@@ -1,4 +1,4 @@
-"""One-way imports (issue R): ``python -m benchmark.tools.import_graph`` finds no cycle and no upward
+"""One-way imports: ``python -m benchmark.tools.import_graph`` finds no cycle and no upward
 import in the project, and it does find ones planted in a copy of the source tree, lazy
 (function-level) and relative imports included."""
 

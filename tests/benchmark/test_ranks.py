@@ -1,4 +1,4 @@
-"""Rank trust (issue N): ties from paired intervals, bootstrap rank intervals, seed-half Kendall τ."""
+"""Rank trust: ties from paired intervals, bootstrap rank intervals, seed-half Kendall τ."""
 
 from __future__ import annotations
 
