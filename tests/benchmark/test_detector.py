@@ -142,6 +142,15 @@ def test_batched_assignment_equals_one_image_at_a_time(monkeypatch):
             assert torch.equal(a, b)
         monkeypatch.undo()
     assert fcos._image_groups([3, 0, 5, 2], 10, cap=100) == [slice(0, 2), slice(2, 4)]
+    # boxes of another dtype: that image's arithmetic stays in its dtype (images go one at a time)
+    targets = _random_targets(g, 4, 160, polygons=False)
+    targets[2] = {**targets[2], "boxes": targets[2]["boxes"].double() + 1e-9}
+    assert fcos._target_groups(targets, 10) == [slice(i, i + 1) for i in range(4)]
+    m = build_detector("tiny_fcos_xs", 3)
+    locs = m.locations([(20, 20), (10, 10), (5, 5)], torch.device("cpu"))
+    whole, alone = m.assign(targets, locs), [m.assign([t], locs) for t in targets]
+    for k, part in enumerate(whole):
+        assert torch.equal(part, torch.cat([a[k] for a in alone]))
 
 
 def test_make_batch_normalises_each_image_and_zeroes_the_padding():
