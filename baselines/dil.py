@@ -2,7 +2,7 @@
 
 Paper: X. Yang, P. Li, Q. Zhou, N. Wang, X. Gao, "Dense Information Learning Based Semi-Supervised
 Object Detection", IEEE Transactions on Image Processing, 2025, DOI 10.1109/TIP.2025.3530786.
-No code was released; only the abstract could be read (research/methods.md §2).
+No code was released; only the abstract could be read (``docs/sources.md#dil``).
 
 Confirmed from the abstract [C]: adaptive-threshold SSOD methods are "passive, relying solely on the
 original image data" and ignore the relations between categories. **Dense Information Augmentation
@@ -13,9 +13,10 @@ network consistent "at the manifold level" under feature-level and image-level p
 of 12.6 / 10.0 mAP over the supervised baseline with 5 % / 10 % of COCO labelled.
 
 Our reconstruction [I] (designed for ``dota``: 128 px patches of long-tailed aerial scenes), on the
-shared mean-teacher loop (``benchmark.training.TeacherStudent``, with every setting of our
-``mean_teacher`` baseline: burn-in half the schedule, class-probability threshold 0.7, ignore regions
-in [0.3, 0.7), focal-classification-only pseudo-labels, EMA teacher evaluated):
+shared mean-teacher loop (``baselines.teacher_student.TeacherStudentMethod``, with the settings of
+our ``mean_teacher`` baseline - burn-in half the schedule, focal-classification-only pseudo-labels,
+EMA teacher evaluated - except the class-probability threshold: 0.7, Unbiased Teacher's value, where
+``mean_teacher`` uses 0.5; ignore regions in [0.3, 0.7)):
 
 * **Foreground bank** (switch ``foreground_bank``): per class, instance crops (the box plus a
   ``paste_margin``-pixel border of context, its class and its scale). The labelled ground truth
@@ -65,7 +66,7 @@ on labelled instances of rare classes (the ground-truth part of the bank is neve
 strategy that queries the images where the model sees rare classes adds exactly what DIA multiplies.
 
 Hyper-parameters (defaults):
-    threshold = 0.7           pseudo-label class-probability threshold (as ``mean_teacher``)
+    threshold = 0.7           pseudo-label class-probability threshold (UT; ``mean_teacher``: 0.5)
     confidence = "cls"        what is thresholded: class probability ("cls") or FCOS score ("score")
     unsup_weight = 4.0        unsupervised loss weight
     burn_in = 0.5             fraction of the schedule trained on labelled data only
@@ -101,23 +102,16 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import box_iou, generalized_box_iou_loss, roi_align
 
-from baselines.base import Method, TrainContext, register_method
+from baselines.base import register_method
+from baselines.teacher_student import PseudoLabels, Step, TeacherStudentMethod, detection_confidence
 from benchmark.detectors.base import make_batch
-from benchmark.training import (
-    Step,
-    TeacherStudent,
-    TeacherStudentConfig,
-    detection_confidence,
-    predict_all,
-)
 
 # --------------------------------------------------------------------------- the foreground bank
 
@@ -330,17 +324,47 @@ def pasted_box_losses(
     return box, ctr_l
 
 
-class DILLoop(TeacherStudent):
-    """The mean-teacher loop with the foreground bank, DIA and RCR (see the module docstring)."""
+@register_method("dil")
+class DIL(TeacherStudentMethod):
+    """Dense Information Learning: foreground bank, DIA and RCR on the mean teacher (see the module
+    docstring)."""
 
-    def __init__(
-        self, cfg: TeacherStudentConfig, hp: dict[str, Any], num_classes: int, *args, **kwargs
-    ) -> None:
-        super().__init__(cfg, *args, **kwargs)
-        self.hp = hp
-        self.num_classes = num_classes
-        self.bank = ForegroundBank(num_classes, int(hp["bank_size"]))
-        self.class_weights = np.ones(num_classes)
+    default_strategy = "class_balanced"
+    designed_for = "dota"
+    components = {
+        "foreground bank (teacher instances)": "foreground_bank",
+        "dense information augmentation": "dia",
+        "relation consistency regularisation": "rcr",
+        "RCR feature-level perturbation": "rcr_feature_noise",
+    }
+    hparams = {
+        **TeacherStudentMethod.hparams,
+        "threshold": 0.7,
+        "foreground_bank": True,
+        "bank_threshold": 0.6,
+        "bank_stability_iou": 0.7,
+        "bank_size": 64,
+        "dia": True,
+        "paste_k": 3,
+        "rare_power": 0.5,
+        "paste_scale_jitter": 0.1,
+        "paste_margin": 2,
+        "paste_attempts": 20,
+        "paste_full_positive": True,
+        "rcr": True,
+        "rcr_weight": 1.0,
+        "rcr_temperature": 0.2,
+        "rcr_feature_noise": True,
+        "rcr_dropout": 0.1,
+        "rcr_noise": 0.1,
+        "rcr_min_instances": 3,
+    }
+
+    def start(self, ctx) -> None:
+        super().start(ctx)
+        self.num_classes = len(ctx.classes)
+        self.bank = ForegroundBank(self.num_classes, int(self.hp["bank_size"]))
+        self.class_weights = np.ones(self.num_classes)
         self._composites: list[torch.Tensor] = []
         self._weak_scales: list[float] = []
         self._n_pasted = 0
@@ -372,21 +396,11 @@ class DILLoop(TeacherStudent):
         self._weak_scales = scales if len(scales) == n else [1.0] * n
         grow = hp["foreground_bank"] and hp["dia"]
         views = weak + ([w.flip(2) for w in weak] if grow and hp["bank_stability_iou"] > 0 else [])
-        preds = predict_all(self.teacher, views, batch_size=len(views), device=self.device)
-        low = cfg.threshold if cfg.ignore_below is None else min(cfg.ignore_below, cfg.threshold)
-        out = []
-        for p in preds[:n]:
-            conf = detection_confidence(p, cfg.confidence)
-            keep = conf >= low
-            pl = {
-                "boxes": torch.from_numpy(p.boxes[keep].copy()),
-                "labels": torch.from_numpy(p.labels[keep].copy()),
-                "scores": torch.from_numpy(conf[keep].copy()),
-                "ignore": torch.from_numpy(conf[keep] < cfg.threshold),
-            }
-            if p.polygons is not None:
-                pl["polygons"] = torch.from_numpy(p.polygons[keep].copy())
-            out.append(pl)
+        preds = self.teacher_predictions(views)
+        out = [
+            PseudoLabels.from_prediction(p, cfg.threshold, cfg.ignore_below, cfg.confidence)
+            for p in preds[:n]
+        ]
         if grow:
             self.grow_bank(weak, preds[:n], preds[n:] if len(preds) > n else None)
         return out
@@ -528,75 +542,3 @@ class DILLoop(TeacherStudent):
         self.stats["bank_teacher_added"] = int(self.bank.added)
         self.stats["pastes_per_image"] = self._n_pasted / max(1, self._n_paste_images)
         return super().final_model(student)
-
-
-_TS_FIELDS = {f.name for f in fields(TeacherStudentConfig)}
-
-
-@register_method("dil")
-class DIL(Method):
-    """Dense Information Learning: foreground bank, DIA and RCR on the mean teacher (see the module
-    docstring)."""
-
-    paradigm = "ssl"
-    default_strategy = "class_balanced"
-    uses_unlabelled = True
-    designed_for: ClassVar[str] = "dota"
-    components: ClassVar[dict[str, str]] = {
-        "foreground bank (teacher instances)": "foreground_bank",
-        "dense information augmentation": "dia",
-        "relation consistency regularisation": "rcr",
-        "RCR feature-level perturbation": "rcr_feature_noise",
-    }
-    hparams = {
-        "threshold": 0.7,
-        "confidence": "cls",
-        "unsup_weight": 4.0,
-        "burn_in": 0.5,
-        "rampup": 0.25,
-        "unlabelled_ratio": 1.0,
-        "ema_time_constant": 0.33,
-        "cls_only": True,
-        "ignore_below": 0.3,
-        "labelled_view": "weak",
-        "freeze_bn_on_unlabelled": True,
-        "vertical_flip": True,
-        "foreground_bank": True,
-        "bank_threshold": 0.6,
-        "bank_stability_iou": 0.7,
-        "bank_size": 64,
-        "dia": True,
-        "paste_k": 3,
-        "rare_power": 0.5,
-        "paste_scale_jitter": 0.1,
-        "paste_margin": 2,
-        "paste_attempts": 20,
-        "paste_full_positive": True,
-        "rcr": True,
-        "rcr_weight": 1.0,
-        "rcr_temperature": 0.2,
-        "rcr_feature_noise": True,
-        "rcr_dropout": 0.1,
-        "rcr_noise": 0.1,
-        "rcr_min_instances": 3,
-    }
-
-    def config(self) -> TeacherStudentConfig:
-        return TeacherStudentConfig(**{k: v for k, v in self.hp.items() if k in _TS_FIELDS})
-
-    def loop(self, ctx: TrainContext, num_classes: int) -> DILLoop:
-        self.last_stats: dict = {}
-        return DILLoop(
-            self.config(),
-            dict(self.hp),
-            num_classes,
-            ctx.schedule,
-            ctx.gen,
-            ctx.device,
-            ctx.progress,
-            self.last_stats,
-        )
-
-    def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model, images, targets, unlabelled = ctx.start()
-        return self.loop(ctx, len(ctx.classes)).fit(model, images, targets, unlabelled)

@@ -4,7 +4,7 @@ Paper: S. Yuan, Z. Wang, F.-L. He, S.-W. Zhang, "Semi-Supervised Salient Object 
 Side-Scan Sonar Images via Entropy-Based Uncertainty and Contrastive Learning", IEEE Access, 2025
 (IEEE document 11059963; open access). No code was found.
 
-Confirmed from the paper's abstract (``shared/research/methods.md`` §1): the task is
+Confirmed from the paper's abstract (``docs/sources.md#eucl``): the task is
 semi-supervised salient object detection (pixel-wise saliency) on side-scan sonar images with few
 annotations; the method is called "entropy uncertainty contrastive learning" and aims to improve
 pseudo-label quality; it has an **uncertainty map evaluation module** that uses an
@@ -12,8 +12,9 @@ pseudo-label quality; it has an **uncertainty map evaluation module** that uses 
 with the uncertainty map, and an **uncertainty weighting mechanism**. Nothing else (architecture,
 teacher/student, loss weights, temperature, sampling) is confirmed.
 
-Our reconstruction on the benchmark's FCOS detector (a mean teacher, ``benchmark.training.
-TeacherStudent``, as in standard semi-supervised SOD such as Liu, Zhang & Barnes, arXiv 2112.14019):
+Our reconstruction on the benchmark's FCOS detector (a mean teacher,
+``baselines.teacher_student.TeacherStudentMethod``, as in standard semi-supervised SOD such as Liu,
+Zhang & Barnes, arXiv 2112.14019):
 
 * **Uncertainty map.** The EMA teacher runs on the weak view of each unlabelled image; its
   per-location class probabilities (sigmoids, all FPN levels, flattened in ``FCOS.losses``'s
@@ -104,6 +105,9 @@ Hyper-parameters (defaults):
     labelled_view = "flip"         labelled images get random flips, exactly as ``supervised``
     vertical_flip = True           weak views also flip vertically
     weak_scale = 1.0               the unlabelled weak view is resized by [1 / weak_scale, weak_scale]
+    confidence = "cls"             what is thresholded (the shared default: class probability)
+    cls_only = True                pseudo-labels supervise the classification branch only
+    freeze_bn_on_unlabelled = True strong views leave BatchNorm running statistics alone
 
 Ablation switches (``components``): uncertainty weighting -> ``uncertainty_weighting``,
 foreground loss -> ``foreground_loss``, contrastive loss -> ``contrastive``.
@@ -112,22 +116,17 @@ foreground loss -> ``foreground_loss``, contrastive loss -> ``contrastive``.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.base import Method, TrainContext, register_method
+from baselines.base import register_method
+from baselines.teacher_student import Step, TeacherStudentConfig, TeacherStudentMethod
 from benchmark.augment import strong_view
 from benchmark.detectors.base import make_batch
-from benchmark.training import (
-    Step,
-    TeacherStudent,
-    TeacherStudentConfig,
-    frozen_bn_statistics,
-)
 from domains.base import SpecError
 
 LOG2 = math.log(2.0)
@@ -226,12 +225,53 @@ class ProjectionHead(nn.Module):
         return F.normalize(F.relu(x @ self.w1 + self.b1) @ self.w2 + self.b2, dim=-1)
 
 
-class EUCLTrainer(TeacherStudent):
-    """The mean-teacher loop with EUCL's uncertainty weighting, foreground and contrastive losses."""
+@register_method("eucl")
+class EUCL(TeacherStudentMethod):
+    """Entropy-uncertainty contrastive learning on a mean teacher (see the module docstring)."""
 
-    def __init__(self, hp: dict[str, Any], cfg: TeacherStudentConfig, *args: Any, **kwargs: Any) -> None:
-        super().__init__(cfg, *args, **kwargs)
-        self.hp = hp
+    default_strategy = "eucl_uncertainty"
+    designed_for = "sonar"
+    components = {
+        "uncertainty weighting": "uncertainty_weighting",
+        "foreground loss": "foreground_loss",
+        "contrastive loss": "contrastive",
+    }
+    hparams = {
+        **TeacherStudentMethod.hparams,
+        "labelled_view": "flip",
+        "weak_scale": 1.0,
+        "uncertainty_weighting": True,
+        "foreground_loss": True,
+        "contrastive": True,
+        "entropy": "foreground",
+        "min_certainty": 0.0,
+        "fg_weight": 0.25,
+        "fg_threshold": 0.5,
+        "contrast_weight": 0.1,
+        "temperature": 0.2,
+        "contrast_anchors": 64,
+        "contrast_negatives": 256,
+        "bg_threshold": 0.1,
+        "uncertain_above": 0.5,
+        "proj_dim": 32,
+    }
+
+    def check_hparams(self) -> None:
+        if self.hp["entropy"] not in ("foreground", "classes"):
+            raise SpecError(f"eucl: entropy must be 'foreground' or 'classes', got {self.hp['entropy']!r}")
+        if not self.hp["temperature"] > 0 or not self.hp["weak_scale"] > 0:
+            raise SpecError(
+                f"eucl: temperature and weak_scale must be positive, got {self.hp['temperature']!r} "
+                f"and {self.hp['weak_scale']!r}"
+            )
+        super().check_hparams()
+
+    def config(self) -> TeacherStudentConfig:
+        s = float(self.hp["weak_scale"])
+        return replace(super().config(), scale_jitter=(1.0 / s, s))
+
+    def start(self, ctx) -> None:
+        super().start(ctx)
         # no affine jitter: the strong view keeps the weak view's geometry (teacher maps align)
         self.strong = strong_view(self.gen, geometric=False)
         self.proj: ProjectionHead | None = None
@@ -250,17 +290,25 @@ class EUCLTrainer(TeacherStudent):
     def extra_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.proj.parameters()) if self.proj is not None else []
 
-    def make_pseudo_labels(self, weak: list[torch.Tensor], it: int) -> list[dict]:
-        pls = super().make_pseudo_labels(weak, it)
-        self.tdense = self.teacher_dense(weak)
-        return pls
-
     @torch.no_grad()
-    def teacher_dense(self, weak: list[torch.Tensor]) -> dict[str, Any]:
-        """The teacher's flattened class probabilities (B, L, C), uncertainty (B, L), FPN features
-        and valid-location mask on the weak batch (the strong batch's geometry)."""
+    def teacher_predictions(self, weak: list[torch.Tensor]) -> list:
+        """The teacher's detections on the weak batch, and from the same forward pass (its head's
+        input and class logits, caught by a forward hook) the dense maps of ``teacher_dense``."""
         batch = make_batch(weak).to(self.device)
-        _, fpn, cls, _, _ = self.teacher.raw(batch)
+        seen: list = []
+        hook = self.teacher.head.register_forward_hook(lambda m, args, out: seen.append((args[0], out[0])))
+        try:
+            self.teacher.eval()
+            preds = self.teacher.predict(batch)
+        finally:
+            hook.remove()
+        self.tdense = self.teacher_dense(batch, *seen[0])
+        return preds
+
+    def teacher_dense(self, batch, fpn: list[torch.Tensor], cls: list[torch.Tensor]) -> dict[str, Any]:
+        """The teacher's flattened class probabilities (B, L, C), uncertainty (B, L), FPN features
+        and valid-location mask on the weak ``batch`` (the strong batch's geometry), from its FPN
+        maps ``fpn`` and class logits ``cls``."""
         probs = torch.sigmoid(_flat(cls))
         shapes = [tuple(c.shape[-2:]) for c in cls]
         locs = torch.cat(self.teacher.locations(shapes, probs.device), 0)
@@ -275,18 +323,8 @@ class EUCLTrainer(TeacherStudent):
     def certainty(self) -> torch.Tensor:
         return (1.0 - self.tdense["unc"]).clamp(min=float(self.hp["min_certainty"]))
 
-    def unsup_loss(self, student, step: Step):
-        cfg, b_u = self.cfg, len(step.strong)
-        norm = getattr(student, "last_num_pos", 1.0) * b_u / self.schedule.batch_size
-        weights = self.certainty() if self.hp["uncertainty_weighting"] else None
-        with frozen_bn_statistics(student) if cfg.freeze_bn_on_unlabelled else nullcontext():
-            ulosses = student.losses(
-                step.ubatch,
-                step.strong_targets,
-                weights=weights,
-                min_normalizer=norm if cfg.normalize_by_labelled else 1.0,
-            )
-        return (ulosses["cls"] if cfg.cls_only else sum(ulosses.values())), ulosses
+    def unsup_location_weights(self, step: Step) -> torch.Tensor | None:
+        return self.certainty() if self.hp["uncertainty_weighting"] else None
 
     def ramp(self, it: int) -> float:
         """The unsupervised ramp-up factor in [0, 1] at iteration ``it``."""
@@ -323,83 +361,3 @@ class EUCLTrainer(TeacherStudent):
             pos, neg = self.proj(t_feat[anchors]), self.proj(t_feat[negatives])
         labels = td["probs"].flatten(0, 1)[anchors].argmax(-1)
         return contrastive_loss(query, pos, labels, neg, float(hp["temperature"]))
-
-
-_TS_KEYS = (
-    "threshold",
-    "unsup_weight",
-    "burn_in",
-    "rampup",
-    "unlabelled_ratio",
-    "ema_time_constant",
-    "ignore_below",
-    "labelled_view",
-    "vertical_flip",
-)
-
-
-@register_method("eucl")
-class EUCL(Method):
-    """Entropy-uncertainty contrastive learning on a mean teacher (see the module docstring)."""
-
-    paradigm = "ssl"
-    default_strategy = "eucl_uncertainty"
-    uses_unlabelled = True
-    designed_for: ClassVar[str] = "sonar"
-    components: ClassVar[dict[str, str]] = {
-        "uncertainty weighting": "uncertainty_weighting",
-        "foreground loss": "foreground_loss",
-        "contrastive loss": "contrastive",
-    }
-    hparams = {
-        "uncertainty_weighting": True,
-        "foreground_loss": True,
-        "contrastive": True,
-        "entropy": "foreground",
-        "min_certainty": 0.0,
-        "fg_weight": 0.25,
-        "fg_threshold": 0.5,
-        "contrast_weight": 0.1,
-        "temperature": 0.2,
-        "contrast_anchors": 64,
-        "contrast_negatives": 256,
-        "bg_threshold": 0.1,
-        "uncertain_above": 0.5,
-        "proj_dim": 32,
-        "threshold": 0.5,
-        "unsup_weight": 4.0,
-        "burn_in": 0.5,
-        "rampup": 0.25,
-        "unlabelled_ratio": 1.0,
-        "ema_time_constant": 0.33,
-        "ignore_below": 0.3,
-        "labelled_view": "flip",
-        "vertical_flip": True,
-        "weak_scale": 1.0,
-    }
-
-    def __init__(self, **hp: Any) -> None:
-        super().__init__(**hp)
-        if self.hp["entropy"] not in ("foreground", "classes"):
-            raise SpecError(f"eucl: entropy must be 'foreground' or 'classes', got {self.hp['entropy']!r}")
-        if not self.hp["temperature"] > 0:
-            raise SpecError(f"eucl: temperature must be positive, got {self.hp['temperature']!r}")
-
-    def config(self) -> TeacherStudentConfig:
-        return TeacherStudentConfig(
-            **{k: self.hp[k] for k in _TS_KEYS},
-            scale_jitter=(1.0 / float(self.hp["weak_scale"]), float(self.hp["weak_scale"])),
-            cls_only=True,
-            confidence="cls",
-            freeze_bn_on_unlabelled=True,
-        )
-
-    def trainer(self, ctx: TrainContext) -> EUCLTrainer:
-        return EUCLTrainer(self.hp, self.config(), ctx.schedule, ctx.gen, ctx.device, ctx.progress)
-
-    def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model, images, targets, unlabelled = ctx.start()
-        tr = self.trainer(ctx)
-        out = tr.fit(model, images, targets, unlabelled)
-        self.last_stats = tr.stats
-        return out

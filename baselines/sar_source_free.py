@@ -6,16 +6,18 @@ Object Detection in CCTV Images", Sensors 26(1):45 (2026; online 2025-12-20), DO
 10.3390/s26010045. Designed for a clear -> foggy style shift: ``designed_for = "foggy_cityscapes"``
 (source = clear train, pool = foggy train, test = foggy val).
 
-Confirmed from the paper (research/methods.md §3, abstract level): the setting is source-free
+Confirmed from the paper (abstract level, ``docs/sources.md#sar-source-free``): the setting is source-free
 semi-supervised domain adaptation (a source-trained model, no source data, a few labelled and many
 unlabelled target images) on the Mean-Teacher paradigm; three components: (1) pseudo-label
-**fusion** of the teacher's predictions on weak and strong views with Weighted Boxes Fusion;
+**fusion** of the teacher's predictions on weak and strong views;
 (2) **static adversarial regularisation** (SAR): a *frozen* adversarial (discriminator) head instead
 of a dynamically optimised discriminator gives a stable domain-invariance constraint; (3)
 **time-varying exponential weighting** of the labelled and unlabelled losses. Not confirmed: the
-detector, the fusion rule's details, the exact SAR loss, the weighting formulas.
+detector, the fusion rule (Weighted Boxes Fusion here is ours), the exact SAR loss, the weighting
+formulas.
 
-Our reconstruction [I] (on ``benchmark.training.TeacherStudent``, the shared mean-teacher loop):
+Our reconstruction [I] (on ``baselines.teacher_student.TeacherStudentMethod``, the shared
+mean-teacher loop):
 
 * Start: teacher and student come from the source checkpoint (``ctx.new_detector()`` returns the
   source weights, ``benchmark.source``): with a checkpoint there is no burn-in (``burn_in = 0``:
@@ -37,7 +39,8 @@ Our reconstruction [I] (on ``benchmark.training.TeacherStudent``, the shared mea
   teacher's weak-view detections alone, thresholded the same way (the mean-teacher default).
 * **Static adversarial regularisation** (``adversarial``): the domain discriminator head shipped with
   the source checkpoint (trained in the source phase on clean source features against source images
-  under a synthetic appearance shift, then frozen; see ``benchmark.source``) scores the student's
+  under a synthetic appearance shift, then frozen; see
+  ``baselines/components/domain_discriminator.py``) scores the student's
   pooled FPN features of the target images it trains on (the labelled batch and the unlabelled
   strong views); the loss ``adv_weight * BCE(D(f), 0)`` pushes them to the head's *source* side
   (``adv_target = "source"``; ``"confusion"`` uses the target 0.5, i.e. maximises the head's
@@ -94,38 +97,17 @@ regularisation" -> ``adversarial``, "time-varying weighting" -> ``time_weighting
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from baselines.base import Method, TrainContext, register_method
+from baselines.base import register_method
+from baselines.components.domain_discriminator import pooled_features, train_discriminator
+from baselines.teacher_student import PseudoLabels, Step, TeacherStudentMethod, detection_confidence
 from benchmark.fusion import fused_polygons, wbf
-from benchmark.source import DomainDiscriminator, pooled_features, train_discriminator
-from benchmark.training import (
-    Step,
-    TeacherStudent,
-    TeacherStudentConfig,
-    detection_confidence,
-    predict_all,
-)
 from domains.base import SpecError
-
-TS_KEYS = (
-    "threshold",
-    "ignore_below",
-    "confidence",
-    "unsup_weight",
-    "burn_in",
-    "rampup",
-    "unlabelled_ratio",
-    "ema_time_constant",
-    "cls_only",
-    "labelled_view",
-    "freeze_bn_on_unlabelled",
-    "vertical_flip",
-)
 
 
 class TeacherStrongView:
@@ -173,7 +155,6 @@ def fuse_views(
     """WBF of the teacher's weak-view and (un-flipped) strong-view detections per image, then the
     threshold / ignore split. ``strong_preds`` must already be in the weak view's geometry."""
     out = []
-    low = hp["threshold"] if hp["ignore_below"] is None else min(hp["ignore_below"], hp["threshold"])
     for pw, ps, size in zip(weak_preds, strong_preds, sizes, strict=True):
         bs, ss, ls, qs = [], [], [], []
         oriented = pw.polygons is not None and ps.polygons is not None
@@ -188,32 +169,63 @@ def fuse_views(
         fb, fs, fl = wbf(
             bs, ss, ls, size, weights=list(hp["fusion_weights"]), iou_thr=hp["fusion_iou"], conf_type="avg"
         )
-        keep = fs >= low
-        pl = {
-            "boxes": torch.from_numpy(fb[keep].copy()),
-            "labels": torch.from_numpy(fl[keep].copy()),
-            "scores": torch.from_numpy(fs[keep].copy()),
-            "ignore": torch.from_numpy(fs[keep] < hp["threshold"]),
-        }
-        if oriented:
-            pl["polygons"] = torch.from_numpy(fused_polygons(fb, fl, bs, ss, ls, qs)[keep].copy())
-        out.append(pl)
+        polys = fused_polygons(fb, fl, bs, ss, ls, qs) if oriented else None
+        out.append(PseudoLabels.from_detections(fb, fs, fl, hp["threshold"], hp["ignore_below"], polys))
     return out
 
 
-class SARTrainer(TeacherStudent):
-    """The SAR hooks on the shared teacher-student loop (see the module docstring)."""
+@register_method("sar_source_free")
+class SARSourceFree(TeacherStudentMethod):
+    """SAR source-free domain-adaptive semi-supervised detection (see the module docstring)."""
 
-    def __init__(self, hp: dict, disc: DomainDiscriminator | None, images_for_disc, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.hp = hp
-        self.disc = disc.to(self.device) if disc is not None else None
-        self._disc_images = images_for_disc
+    paradigm = "sfda"
+    default_strategy = "entropy"
+    designed_for = "foggy_cityscapes"
+    components = {
+        "pseudo-label fusion": "fusion",
+        "static adversarial regularisation": "adversarial",
+        "time-varying weighting": "time_weighting",
+    }
+    hparams = {
+        **TeacherStudentMethod.hparams,
+        "threshold": 0.7,
+        "burn_in": 0.0,
+        "burn_in_scratch": 0.25,
+        "fusion": True,
+        "adversarial": True,
+        "time_weighting": True,
+        "fusion_iou": 0.55,
+        "fusion_skip": 0.1,
+        "fusion_weights": [1.0, 1.0],
+        "adv_weight": 0.1,
+        "adv_target": "source",
+        "unsup_growth": 5.0,
+        "sup_weight_min": 0.5,
+        "sup_decay": 3.0,
+    }
+
+    def check_hparams(self) -> None:
+        if self.hp["adv_target"] not in ("source", "confusion"):
+            raise SpecError(f"adv_target must be 'source' or 'confusion', got {self.hp['adv_target']!r}")
+        if len(self.hp["fusion_weights"]) != 2:
+            raise SpecError(f"fusion_weights needs two weights (weak, strong): {self.hp['fusion_weights']}")
+        super().check_hparams()
+
+    def start(self, ctx) -> None:
+        super().start(ctx)
+        source = getattr(ctx.new_detector, "source", None)
+        if source is None:  # scratch initialisation: a burn-in before the teacher
+            self.cfg = replace(self.cfg, burn_in=self.hp["burn_in_scratch"])
+        with_head = source is not None and self.hp["adversarial"]
+        self.disc = source.head("discriminator").to(self.device) if with_head else None
         self.teacher_view = TeacherStrongView(self.gen)
-        self.stats["discriminator"] = (
-            "none" if not hp["adversarial"] else "source_checkpoint" if disc is not None else "labelled_pool"
-        )
+        self.stats["init"] = "source" if source is not None else "scratch"
+        where = "source_checkpoint" if source is not None else "labelled_pool"
+        self.stats["discriminator"] = where if self.hp["adversarial"] else "none"
         self._adv_p: list[float] = []
+
+    def setup(self, model, images, targets, unlabelled) -> None:
+        self._disc_images = images  # without a checkpoint: the head's "source" side
 
     # -- the teacher, and the discriminator when no checkpoint shipped one
     def init_teacher(self, student: torch.nn.Module) -> torch.nn.Module:
@@ -231,8 +243,8 @@ class SARTrainer(TeacherStudent):
         if not self.hp["fusion"]:
             return super().make_pseudo_labels(weak, it)
         strong = [self.teacher_view(im) for im in weak]
-        p_weak = predict_all(self.teacher, weak, batch_size=len(weak), device=self.device)
-        p_strong = predict_all(self.teacher, strong, batch_size=len(strong), device=self.device)
+        p_weak = self.teacher_predictions(weak)
+        p_strong = self.teacher_predictions(strong)
         for p, im in zip(p_strong, strong, strict=True):  # un-flip into the weak view's geometry
             p.boxes = unflip_boxes(p.boxes, int(im.shape[2]))
             if p.polygons is not None:
@@ -284,74 +296,3 @@ class SARTrainer(TeacherStudent):
             self.stats["disc_p_target_first"] = float(np.mean(self._adv_p[:k]))
             self.stats["disc_p_target_last"] = float(np.mean(self._adv_p[-k:]))
         return super().final_model(student)
-
-
-@register_method("sar_source_free")
-class SARSourceFree(Method):
-    """SAR source-free domain-adaptive semi-supervised detection (see the module docstring)."""
-
-    paradigm = "sfda"
-    default_strategy = "entropy"
-    uses_unlabelled = True
-    designed_for: ClassVar[str] = "foggy_cityscapes"
-    components: ClassVar[dict[str, str]] = {
-        "pseudo-label fusion": "fusion",
-        "static adversarial regularisation": "adversarial",
-        "time-varying weighting": "time_weighting",
-    }
-    hparams = {
-        "fusion": True,
-        "adversarial": True,
-        "time_weighting": True,
-        "threshold": 0.7,
-        "ignore_below": 0.3,
-        "confidence": "cls",
-        "fusion_iou": 0.55,
-        "fusion_skip": 0.1,
-        "fusion_weights": [1.0, 1.0],
-        "adv_weight": 0.1,
-        "adv_target": "source",
-        "unsup_weight": 4.0,
-        "unsup_growth": 5.0,
-        "sup_weight_min": 0.5,
-        "sup_decay": 3.0,
-        "burn_in": 0.0,
-        "burn_in_scratch": 0.25,
-        "rampup": 0.25,
-        "unlabelled_ratio": 1.0,
-        "ema_time_constant": 0.33,
-        "cls_only": True,
-        "labelled_view": "weak",
-        "freeze_bn_on_unlabelled": True,
-        "vertical_flip": True,
-    }
-
-    def config(self, from_source: bool = True) -> TeacherStudentConfig:
-        if self.hp["adv_target"] not in ("source", "confusion"):
-            raise SpecError(f"adv_target must be 'source' or 'confusion', got {self.hp['adv_target']!r}")
-        if len(self.hp["fusion_weights"]) != 2:
-            raise SpecError(f"fusion_weights needs two weights (weak, strong): {self.hp['fusion_weights']}")
-        kw = {k: self.hp[k] for k in TS_KEYS}
-        if not from_source:
-            kw["burn_in"] = self.hp["burn_in_scratch"]
-        return TeacherStudentConfig(**kw)
-
-    def trainer(self, ctx: TrainContext, images: list[torch.Tensor]) -> SARTrainer:
-        source = getattr(ctx.new_detector, "source", None)
-        disc = source.discriminator() if source is not None and self.hp["adversarial"] else None
-        self.last_stats: dict = {"init": "source" if source is not None else "scratch"}
-        return SARTrainer(
-            self.hp,
-            disc,
-            images,
-            self.config(from_source=source is not None),
-            ctx.schedule,
-            ctx.gen,
-            ctx.device,
-            ctx.progress,
-            self.last_stats,
-        )
-
-    def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model, images, targets, unlabelled = ctx.start()
-        return self.trainer(ctx, images).fit(model, images, targets, unlabelled)

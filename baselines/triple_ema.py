@@ -5,13 +5,14 @@ imbalanced remote sensing object detection", Engineering Applications of Artific
 163 (2026) 113116; DOI presumably 10.1016/j.engappai.2025.113116 (Elsevier's pattern for that
 article number; not verified).
 
-Confirmed (research/methods.md §4): only the title-level description: a semi-supervised
+Confirmed (``docs/sources.md#triple-ema``): only the title-level description: a semi-supervised
 (teacher-student) framework built around a "triple EMA", with a "two-stage class adaptation" for
 long-tailed remote-sensing detection, evaluated on DOTA. No abstract, page or code was found; the
 reported DOTA-v1.5 numbers (mAP50 75.8, mAP50-95 51.5) are unverified.
 
-Our reconstruction (everything below is inferred, built on ``benchmark.training.TeacherStudent``,
-the Unbiased-Teacher-style loop of ``mean_teacher``, with its settings and its three measured fixes):
+Our reconstruction (everything below is inferred, built on ``baselines.teacher_student``,
+the Unbiased-Teacher-style loop of ``mean_teacher``, with its settings and measured fixes except its
+0.5 threshold: the base threshold here is Unbiased Teacher's 0.7):
 
 * **Triple-EMA teacher**, two readings selected by ``mode``:
   - ``"tema"`` (default): the financial TEMA indicator applied to weights. E1 = EMA(student),
@@ -63,7 +64,7 @@ Hyper-parameters (defaults):
     bn_stats = "tema"             BatchNorm running statistics of the TEMA teacher: "tema" or "e1"
     ensemble_spread = 3.0         ratio between consecutive teachers' time constants ("ensemble")
     wbf_iou = 0.55                WBF IoU threshold ("ensemble")
-    threshold = 0.7               base pseudo-label threshold (as mean_teacher)
+    threshold = 0.7               base pseudo-label threshold (UT's 0.7; mean_teacher: 0.5)
     threshold_low = 0.5           lower clip of the class thresholds
     threshold_high = 0.9          upper clip of the class thresholds
     score_quantile = 0.5          quantile of the teacher's class confidences (Q_c)
@@ -88,26 +89,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
-from baselines.base import Method, TrainContext, register_method
+from baselines.base import register_method
+from baselines.teacher_student import PseudoLabels, Step, TeacherStudentMethod, detection_confidence
 from benchmark.fusion import fused_polygons, wbf
-from benchmark.training import (
-    Schedule,
-    Step,
-    TeacherStudent,
-    TeacherStudentConfig,
-    detection_confidence,
-    predict_all,
-    update_teacher,
-)
+from benchmark.training import ema_update, predict_all
 from domains.base import Sample, SpecError
-
-_TS_FIELDS = set(TeacherStudentConfig.__dataclass_fields__)
 
 
 def labelled_class_counts(samples: list[Sample], n_classes: int) -> np.ndarray:
@@ -135,32 +126,72 @@ def tema_combine(e1: torch.Tensor, e2: torch.Tensor, e3: torch.Tensor) -> torch.
     return 3.0 * e1 - 3.0 * e2 + e3
 
 
-class TripleEMATrainer(TeacherStudent):
-    """``TeacherStudent`` with the triple-EMA teacher and the two-stage class adaptation."""
+@register_method("triple_ema")
+class TripleEMA(TeacherStudentMethod):
+    """Triple-EMA teacher + two-stage class adaptation (see the module docstring)."""
 
-    def __init__(
-        self,
-        cfg: TeacherStudentConfig,
-        schedule: Schedule,
-        gen: torch.Generator,
-        hp: dict[str, Any],
-        class_counts: np.ndarray,
-        device: str = "cpu",
-        progress=None,
-        stats: dict | None = None,
-    ) -> None:
-        super().__init__(cfg, schedule, gen, device, progress, stats)
-        self.hp = hp
-        self.counts = np.asarray(class_counts, np.int64)
-        self.n_classes = len(self.counts)
-        self.cb_weights = torch.tensor(
-            class_balanced_weights(self.counts, hp["cb_beta"]), dtype=torch.float32
-        )
-        self.buffers: list[np.ndarray] = [np.zeros(0, np.float32) for _ in range(self.n_classes)]
+    default_strategy = "tema_disagreement"
+    designed_for = "dota"
+    components = {
+        "triple-EMA teacher": "triple_ema",
+        "stage 1: class-adaptive thresholds": "adaptive_thresholds",
+        "stage 2: class re-balancing": "class_rebalancing",
+    }
+    hparams = {
+        **TeacherStudentMethod.hparams,
+        "threshold": 0.7,
+        "mode": "tema",
+        "triple_ema": True,
+        "adaptive_thresholds": True,
+        "class_rebalancing": True,
+        "bn_stats": "tema",
+        "ensemble_spread": 3.0,
+        "wbf_iou": 0.55,
+        "threshold_low": 0.5,
+        "threshold_high": 0.9,
+        "score_quantile": 0.5,
+        "score_buffer": 512,
+        "freq_power": 0.1,
+        "rebalance_start": 0.5,
+        "cb_beta": 0.9,
+    }
+
+    def check_hparams(self) -> None:
+        h = self.hp
+        if h["mode"] not in ("tema", "ensemble") or h["bn_stats"] not in ("tema", "e1"):
+            raise SpecError(
+                f"triple_ema: mode must be 'tema' or 'ensemble' and bn_stats 'tema' or 'e1', "
+                f"got {h['mode']!r} and {h['bn_stats']!r}"
+            )
+        if not (0.0 < h["cb_beta"] < 1.0 and 0.0 <= h["rebalance_start"] <= 1.0 and h["ensemble_spread"] > 0):
+            raise SpecError(
+                "triple_ema: need 0 < cb_beta < 1, 0 <= rebalance_start <= 1, ensemble_spread > 0"
+            )
+        if not 0.0 <= h["threshold_low"] <= h["threshold_high"] <= 1.0 or not 0 <= h["score_quantile"] <= 1:
+            raise SpecError(
+                "triple_ema: need 0 <= threshold_low <= threshold_high <= 1 and score_quantile in [0, 1]"
+            )
+        if not math.isfinite(h["freq_power"]) or h["freq_power"] < 0:
+            raise SpecError("triple_ema: freq_power must be >= 0")
+        super().check_hparams()
+
+    def start(self, ctx) -> None:
+        super().start(ctx)
+        self.set_class_counts(labelled_class_counts(ctx.labelled, len(ctx.classes)))
         self.chain: list[dict[str, torch.Tensor]] = []  # E1, E2, E3 ("tema")
         self.members: list[torch.nn.Module] = []  # the three teachers ("ensemble")
         self.member_keeps: list[float] = []
         self._bn_stat_keys: set[str] = set()
+
+    def set_class_counts(self, counts: np.ndarray) -> None:
+        """The labelled boxes per class that stage 1 and stage 2 use (from ``ctx.labelled`` in
+        ``start``); resets the teacher-confidence buffers."""
+        self.counts = np.asarray(counts, np.int64)
+        self.n_classes = len(self.counts)
+        self.cb_weights = torch.tensor(
+            class_balanced_weights(self.counts, self.hp["cb_beta"]), dtype=torch.float32
+        )
+        self.buffers: list[np.ndarray] = [np.zeros(0, np.float32) for _ in range(self.n_classes)]
 
     # ------------------------------------------------------------------ the triple-EMA teacher
     def post_burn_in(self) -> int:
@@ -191,19 +222,12 @@ class TripleEMATrainer(TeacherStudent):
     def update_teacher(self, student: torch.nn.Module, it: int) -> None:
         if self.hp["mode"] == "ensemble":
             for m, k in zip(self.members, self.member_keeps, strict=True):
-                update_teacher(m, student, k)
+                ema_update(m.state_dict(), student.state_dict(), k)
             return
-        k = self.keep
-        src = student.state_dict()
-        for key, v in src.items():
-            e1, e2, e3 = (c[key] for c in self.chain)
-            if not v.dtype.is_floating_point:
-                for e in (e1, e2, e3):
-                    e.copy_(v)
-                continue
-            e1.mul_(k).add_(v.detach(), alpha=1.0 - k)
-            e2.mul_(k).add_(e1, alpha=1.0 - k)
-            e3.mul_(k).add_(e2, alpha=1.0 - k)
+        e1, e2, e3 = self.chain
+        ema_update(e1, student.state_dict(), self.keep)
+        ema_update(e2, e1, self.keep)
+        ema_update(e3, e2, self.keep)
         t_state = self.teacher.state_dict()
         for key, t in t_state.items():
             e1, e2, e3 = (c[key] for c in self.chain)
@@ -259,7 +283,7 @@ class TripleEMATrainer(TeacherStudent):
         detection, ``benchmark.fusion.fused_polygons``)."""
         kind = self.cfg.confidence
         if self.hp["mode"] != "ensemble" or len(self.members) == 1:
-            preds = predict_all(self.teacher, weak, batch_size=len(weak), device=self.device)
+            preds = self.teacher_predictions(weak)
             return [(p.boxes, detection_confidence(p, kind), p.labels, p.polygons) for p in preds]
         per_member = [predict_all(m, weak, batch_size=len(weak), device=self.device) for m in self.members]
         out = []
@@ -287,22 +311,19 @@ class TripleEMATrainer(TeacherStudent):
             self.observe(np.asarray(conf, np.float32), np.asarray(lab, np.int64))
         tau = self.class_thresholds()
         self.stats["class_thresholds"] = [round(float(t), 4) for t in tau]
-        low_ig = self.cfg.ignore_below
         out = []
         for boxes, conf, lab, polys in dets:
-            conf = np.asarray(conf, np.float32)
             lab = np.asarray(lab, np.int64)
-            t = tau[lab] if len(lab) else np.zeros(0)
-            keep = conf >= (np.minimum(t, low_ig) if low_ig is not None else t)
-            pl = {
-                "boxes": torch.from_numpy(np.asarray(boxes, np.float32)[keep].copy()),
-                "labels": torch.from_numpy(lab[keep].copy()),
-                "scores": torch.from_numpy(conf[keep].copy()),
-                "ignore": torch.from_numpy(conf[keep] < t[keep]),
-            }
-            if polys is not None:
-                pl["polygons"] = torch.from_numpy(np.asarray(polys, np.float32)[keep].copy())
-            out.append(pl)
+            out.append(
+                PseudoLabels.from_detections(
+                    np.asarray(boxes, np.float32),
+                    np.asarray(conf, np.float32),
+                    lab,
+                    tau[lab] if len(lab) else np.zeros(0),
+                    self.cfg.ignore_below,
+                    None if polys is None else np.asarray(polys, np.float32),
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ stage 2: re-balancing
@@ -335,82 +356,3 @@ class TripleEMATrainer(TeacherStudent):
             norm_u = max(n_pos_u, max(1.0, n_pos_l) * len(step.strong) / self.schedule.batch_size)
         term = w_l * term + w_u * self._reweight_term(step.student_out, norm_u)
         return {"rebalance": term}
-
-
-@register_method("triple_ema")
-class TripleEMA(Method):
-    """Triple-EMA teacher + two-stage class adaptation (see the module docstring)."""
-
-    paradigm = "ssl"
-    default_strategy = "tema_disagreement"
-    uses_unlabelled = True
-    designed_for: ClassVar[str] = "dota"
-    components: ClassVar[dict[str, str]] = {
-        "triple-EMA teacher": "triple_ema",
-        "stage 1: class-adaptive thresholds": "adaptive_thresholds",
-        "stage 2: class re-balancing": "class_rebalancing",
-    }
-    hparams = {
-        "mode": "tema",
-        "triple_ema": True,
-        "adaptive_thresholds": True,
-        "class_rebalancing": True,
-        "bn_stats": "tema",
-        "ensemble_spread": 3.0,
-        "wbf_iou": 0.55,
-        "threshold": 0.7,
-        "threshold_low": 0.5,
-        "threshold_high": 0.9,
-        "score_quantile": 0.5,
-        "score_buffer": 512,
-        "freq_power": 0.1,
-        "rebalance_start": 0.5,
-        "cb_beta": 0.9,
-        "confidence": "cls",
-        "unsup_weight": 4.0,
-        "burn_in": 0.5,
-        "rampup": 0.25,
-        "unlabelled_ratio": 1.0,
-        "ema_time_constant": 0.33,
-        "cls_only": True,
-        "ignore_below": 0.3,
-        "labelled_view": "weak",
-        "freeze_bn_on_unlabelled": True,
-        "vertical_flip": True,
-    }
-
-    def __init__(self, **hp: Any) -> None:
-        super().__init__(**hp)
-        h = self.hp
-        if h["mode"] not in ("tema", "ensemble") or h["bn_stats"] not in ("tema", "e1"):
-            raise SpecError(
-                f"triple_ema: mode must be 'tema' or 'ensemble' and bn_stats 'tema' or 'e1', "
-                f"got {h['mode']!r} and {h['bn_stats']!r}"
-            )
-        if not (0.0 < h["cb_beta"] < 1.0 and 0.0 <= h["rebalance_start"] <= 1.0 and h["ensemble_spread"] > 0):
-            raise SpecError(
-                "triple_ema: need 0 < cb_beta < 1, 0 <= rebalance_start <= 1, ensemble_spread > 0"
-            )
-        if not 0.0 <= h["threshold_low"] <= h["threshold_high"] <= 1.0 or not 0 <= h["score_quantile"] <= 1:
-            raise SpecError(
-                "triple_ema: need 0 <= threshold_low <= threshold_high <= 1 and score_quantile in [0, 1]"
-            )
-        if not math.isfinite(h["freq_power"]) or h["freq_power"] < 0:
-            raise SpecError("triple_ema: freq_power must be >= 0")
-
-    def config(self) -> TeacherStudentConfig:
-        return TeacherStudentConfig(**{k: v for k, v in self.hp.items() if k in _TS_FIELDS})
-
-    def trainer(
-        self, ctx: TrainContext, counts: np.ndarray | None = None, stats: dict | None = None
-    ) -> TripleEMATrainer:
-        if counts is None:
-            counts = labelled_class_counts(ctx.labelled, len(ctx.classes))
-        return TripleEMATrainer(
-            self.config(), ctx.schedule, ctx.gen, self.hp, counts, ctx.device, ctx.progress, stats
-        )
-
-    def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model, images, targets, unlabelled = ctx.start()
-        self.last_stats: dict = {}
-        return self.trainer(ctx, stats=self.last_stats).fit(model, images, targets, unlabelled)

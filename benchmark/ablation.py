@@ -15,7 +15,6 @@ hand-written numbers.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +34,7 @@ class Variant:
 
 def variants(method: str) -> list[Variant]:
     """Supervised baseline, the full method, then one variant per component switched off."""
-    from baselines.base import METHODS
+    from benchmark.registry import METHODS
 
     cls = METHODS.get(method)
     comps: dict[str, str] = dict(getattr(cls, "components", {}) or {})
@@ -68,7 +67,7 @@ def run_ablation(
     ``share_with``: a runs folder (e.g. ``runs/default``) whose caches (round-0 models, source
     checkpoints) this ablation shares: its supervised and full-method rounds are the matrix's round 0,
     keyed by content, so whichever runs first trains them once."""
-    from baselines.base import METHODS
+    from benchmark.registry import METHODS
     from benchmark.runner import run_matrix
     from benchmark.spec import load_matrix
 
@@ -114,21 +113,16 @@ def share_cache(out: Path, other: Path) -> None:
     os.symlink(os.path.relpath(target.resolve(), out.resolve()), link)
 
 
-def _records(out: Path) -> list[dict[str, Any]]:
-    recs = []
-    for f in sorted(out.rglob("results.jsonl")):
-        recs += [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-    return recs
-
-
 def summarise(out: Path, cells: list, vs: list[Variant]) -> dict[str, Any]:
     """The ablation table from the records of ``cells`` (dataset versions stamped) under ``out``."""
-    from benchmark.leaderboard import describe
+    from benchmark.leaderboard.stats import describe
+    from benchmark.records import load_results
 
     wanted = {c.run_id: c for c in cells}
     values: dict[str, dict[int, float]] = {v.trainer: {} for v in vs}
     metric, hib, version = None, True, None
-    for r in _records(out):
+    records, problems = load_results(out)  # records that do not follow the schema are not used
+    for r in records:
         c = wanted.get(r.get("run_id"))
         if c is None or r["round"] != 0:
             continue
@@ -138,7 +132,8 @@ def summarise(out: Path, cells: list, vs: list[Variant]) -> dict[str, Any]:
     seeds = sorted({c.seed for c in cells})
     missing = [(t, s) for t in values for s in seeds if s not in values[t]]
     if missing:
-        raise SpecError(f"ablation incomplete under {out}: no record for {missing[:4]}")
+        skipped = f"; skipped: {'; '.join(problems[:4])}" if problems else ""
+        raise SpecError(f"ablation incomplete under {out}: no record for {missing[:4]}{skipped}")
     full = vs[1].trainer
     rows = []
     for v in vs:

@@ -98,21 +98,27 @@ class BoxView:
         return im, torch.from_numpy(ob), kept, polys
 
 
+WEAK_SCALE = (0.8, 1.25)  # the weak view's zoom range (teacher-student methods; supervised's "weak")
+
+
 def weak_view(
     gen: torch.Generator,
     vertical_flip: bool = True,
-    scale: tuple[float, float] = (0.8, 1.25),
+    scale: tuple[float, float] = WEAK_SCALE,
     rotate90: bool = False,
 ) -> BoxView:
-    """Flip + scale jitter (the image is resized by a factor drawn from ``scale``); with ``rotate90``
-    also a rotation by 0, 90, 180 or 270 degrees (uniform)."""
+    """Flip + scale jitter; with ``rotate90`` also a rotation by 0, 90, 180 or 270 degrees (uniform).
+    The scale jitter zooms the content about the image centre by a factor drawn from ``scale``
+    (uniform, as the resizing jitter it replaces) on a canvas of the input's size: a view never grows, so a
+    batch of views stays at the patch size (a resizing jitter padded most batches to 1.25x the side,
+    1.56x the pixels). Objects pushed past the border are clipped (dropped below 30 % visible)."""
     t: list = [A.HorizontalFlip(p=0.5)]
     if vertical_flip:
         t.append(A.VerticalFlip(p=0.5))
     if rotate90:
         t.append(A.RandomRotate90(p=1.0))
     if scale != (1.0, 1.0):
-        t.append(A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0))
+        t.append(A.Affine(scale=scale, keep_ratio=True, p=1.0))
     return BoxView(t, gen)
 
 
@@ -134,3 +140,16 @@ def strong_view(gen: torch.Generator, geometric: bool = True) -> BoxView:
             )
         )
     return BoxView(t, gen, min_visibility=0.0 if not geometric else 0.3)
+
+
+def apply_view(view, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+    """A view of ``image`` with ``target`` carried into it: boxes (and ``polygons``) mapped, every
+    other per-object tensor kept for the surviving objects."""
+    polys = target.get("polygons")
+    im, boxes, kept, new_polys = view.with_polygons(image, target["boxes"], polys)
+    skip = ("boxes", "polygons")
+    out = {k: v[kept] for k, v in target.items() if isinstance(v, torch.Tensor) and k not in skip}
+    out["boxes"] = boxes
+    if new_polys is not None:
+        out["polygons"] = new_polys
+    return im, {**{k: v for k, v in target.items() if not isinstance(v, torch.Tensor)}, **out}

@@ -14,6 +14,7 @@ labelbudget list
 labelbudget data synth DOMAIN OUT [--seed N] [--size tiny|small|medium]
 labelbudget data check DOMAIN ROOT [--lenient] [--set OPTION=VALUE]...
 labelbudget data export-coco DOMAIN ROOT OUT.json [--split pool|test|source]
+labelbudget pretrain [--out FILE.pt] [--seed N] [--iterations N] [--images N] [--threads 1] [--force]
 """
 
 from __future__ import annotations
@@ -244,7 +245,9 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     from benchmark.leaderboard import write_leaderboards
 
     try:
-        written = write_leaderboards(Path(a.runs), Path(a.out), check_versions=not a.no_version_check)
+        written = write_leaderboards(
+            Path(a.runs), Path(a.out), check_versions=not a.no_version_check, split=a.split
+        )
     except FileNotFoundError as exc:
         print(f"labelbudget: error: {exc}", file=sys.stderr)
         return 2
@@ -331,8 +334,8 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from baselines.base import METHODS, STRATEGIES
     from benchmark.detectors import PRESETS
+    from benchmark.registry import METHODS, STRATEGIES
     from benchmark.spec import MATRICES_DIR
     from domains.base import DOMAINS
 
@@ -411,7 +414,8 @@ def cmd_data(a: argparse.Namespace) -> int:
         from benchmark.metrics.coco import coco_category_ids, gt_to_coco
         from benchmark.results import atomic_write_json
 
-        if "label_unit" in dom.options and not a.patches:  # DESIGN §5: scenes, patches only on request
+        # scenes; patches only on request (docs/protocol.md#dataset-layouts)
+        if "label_unit" in dom.options and not a.patches:
             dom = get_domain(a.domain, **{**opts, "label_unit": "image"})
         ds = dom.load(a.root, a.split)
         coco = gt_to_coco(list(ds), ds.classes, category_ids=coco_category_ids(dom, len(ds.classes)))
@@ -581,6 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep records whose method/strategy version differs from the registered code (archived runs)",
     )
+    lb.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="score on the test split (default) or on the pool's held-out validation part (matrices with "
+        "`validation`): choose defaults on validation, never on test",
+    )
     lb.set_defaults(func=cmd_leaderboard)
 
     ab = sub.add_parser(
@@ -690,7 +701,35 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="adapter option")
     e.add_argument("--format", help="dataset format (pedestrian: citypersons, crowdhuman, caltech)")
     d.set_defaults(func=cmd_data)
+
+    pt = sub.add_parser(
+        "pretrain",
+        help="train the shared pretrained start on a synthetic corpus disjoint from every domain",
+        description="Pretrain a tiny detector on generic synthetic shapes (benchmark/pretrain.py); a "
+        'matrix uses the result with [detector] start = "pretrained" (the shipped file) or '
+        'start = "FILE.pt". '
+        "Seeded and deterministic: the same command gives the same weights.",
+    )
+    pt.add_argument("--out", help="checkpoint to write (.pt; a .json sidecar goes beside it); default "
+                    "runs/pretrain/tiny_fcos_xs_synthetic.pt")  # fmt: skip
+    pt.add_argument("--detector", default="tiny_fcos_xs", help="detector preset (default tiny_fcos_xs)")
+    pt.add_argument("--seed", type=int, default=0, help="corpus, initialisation and batch seed (default 0)")
+    pt.add_argument("--iterations", type=int, default=6000, help="training iterations (default 6000)")
+    pt.add_argument("--images", type=int, default=2000, help="corpus images (default 2000)")
+    pt.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    pt.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
+    pt.add_argument("--threads", type=int, default=1, help="torch threads (default 1; recorded)")
+    pt.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    pt.add_argument("--quiet", action="store_true", help="no progress bar")
+    pt.set_defaults(func=_cmd_pretrain)
     return p
+
+
+def _cmd_pretrain(a: argparse.Namespace) -> int:
+    from benchmark.pretrain import cmd_pretrain
+
+    _positive(a.threads, "--threads")
+    return cmd_pretrain(a)
 
 
 def safe_name(name: str, what: str) -> str:

@@ -21,15 +21,19 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PROJECT_PACKAGES = ("benchmark", "baselines", "domains")
-# bookkeeping: where records go and how they are named, not what a method computes
+# bookkeeping: where records, caches and synthetic data go and how they are named, not what a method
+# computes (a dataset's content is versioned by the records' ``dataset_version``, not by code)
 NOT_BEHAVIOUR = frozenset(
     {
         "benchmark.registry",
         "benchmark.spec",
         "benchmark.results",
+        "benchmark.atomic",
         "benchmark.runstate",
         "benchmark.codehash",
         "benchmark",
+        "domains.synthetic",
+        "domains.synthetic.cache",
     }
 )
 # what every trainer runs, whether or not its module names it: the detector, the augmentations, the loop

@@ -146,7 +146,7 @@ def _fail(setup: DomainSetup, root: str, exc: Exception) -> LabelbudgetError:
 
 def _load(setup: DomainSetup, progress: bool) -> tuple[object, str, dict[str, object]]:
     """Verify the root and load every split's annotations; returns (domain, root, splits)."""
-    from benchmark.protocol import resolve_root
+    from benchmark.data import resolve_root
     from domains.base import get_domain
 
     root = str(setup.root) if setup.root is not None else "(built-in synthetic data)"
@@ -270,11 +270,11 @@ def dry_run(
     """Check every domain's data and options and print the plan (see the module docstring)."""
     import sys
 
-    from benchmark.detectors import FCOSConfig
+    from benchmark.detectors import detector_options
 
     w = out or sys.stdout
     c0 = matrix.cells[0]
-    bad = set(c0.detector_options) - set(FCOSConfig.__dataclass_fields__)
+    bad = set(c0.detector_options) - set(detector_options(c0.detector))
     if bad:
         raise SpecError(f"unknown detector option(s) {sorted(bad)} for {c0.detector}")
     print(f"dry run of matrix {matrix.name} ({matrix.source}): {len(matrix.cells)} runs", file=w)

@@ -1,11 +1,12 @@
 """The round loop of one run: initial labelled set -> train -> evaluate -> query -> reveal, per budget.
 
-Rules (DESIGN §4):
+Rules (``docs/protocol.md``):
 * the initial labelled set depends only on (dataset, seed, first budget, unit): every method of a
   seed starts from the same labels; the orchestrator saves it as ids before any run starts;
-* each round retrains from the same initial weights (``seed_hash(seed, "weights")``) with the
+* each round retrains from the same initial weights (``Seeds.weights``) with the
   same schedule, unless the matrix sets ``warm_start``;
-* seeds derive per purpose: ``("init")``, ``("train", round)``, ``("query", round)``;
+* seeds derive per purpose (``benchmark.spec.Seeds``): ``init``, ``weights``, ``train(round)``,
+  ``query(round)`` (and ``source`` for a source checkpoint);
 * budgets are cumulative, in images or in boxes (boxes: images are revealed in the strategy's
   order until the round's box budget is reached; the last image may overshoot and the record
   keeps the actual count);
@@ -27,31 +28,25 @@ import uuid
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext, TrainContext
+from benchmark.contexts import QueryContext, TrainContext, predicted_box_counts
+from benchmark.data import DomainData
 from benchmark.detectors import build_detector
 from benchmark.evaluation import evaluate_domain, metrics_code_version, needs_dense, scoring_domain
 from benchmark.metrics.coco import predictions_to_coco
-from benchmark.results import (
-    RunDir,
-    atomic_write_json,
-    atomic_write_text,
-    git_commit,
-    ids_sha256,
-    package_versions,
-    read_ids,
-    write_ids,
-)
+from benchmark.records import RoundRecord, provenance, read_record
+from benchmark.registry import METHODS, STRATEGIES
+from benchmark.results import RunDir, atomic_write_json, atomic_write_text, ids_sha256, read_ids, write_ids
+from benchmark.runstate import exclusive
 from benchmark.source import SourceCheckpoint, ensure_source_checkpoint, source_record
-from benchmark.spec import SCHEMA_VERSION, Cell, DomainSetup, canonical_hash, parse_trainer, seed_hash
+from benchmark.spec import Cell, Seeds, canonical_hash, parse_trainer
 from benchmark.training import predict_all
-from domains.base import DOMAINS, Domain, DomainDataset, SpecError, get_domain
+from domains.base import DOMAINS, DomainDataset, LabelFreeSample, Sample, SpecError
 
 # cuBLAS needs a fixed workspace for deterministic results on CUDA >= 10.2; it is read when the
 # first cuBLAS handle is made, so it is set before any GPU work (an explicit user setting wins).
@@ -61,66 +56,14 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 RoundCallback = Callable[[Cell, int, dict[str, Any]], None]
 
 
-# ------------------------------------------------------------------------------------------ data
-
-
-@dataclass
-class DomainData:
-    domain: Domain
-    root: Path
-    pool: DomainDataset
-    test: DomainDataset
-    images: ImageStore
-
-    @property
-    def version(self) -> str:
-        return canonical_hash({"pool": self.pool.version, "test": self.test.version}, 16)
-
-
-_DATA_CACHE: dict[Any, DomainData] = {}
-
-
-def resolve_root(setup: DomainSetup, progress: bool = True) -> Path:
-    if setup.root is not None:
-        return Path(setup.root)
-    from domains.synthetic import ensure_synthetic
-
-    return ensure_synthetic(setup.name, setup.synthetic_size, setup.synthetic_seed, progress=progress)
-
-
-def load_domain_data(setup: DomainSetup, progress: bool = True) -> DomainData:
-    """Load (once per process) the pool and test splits of a domain."""
-    key = (
-        setup.name,
-        tuple(sorted(setup.options.items())),
-        setup.root,
-        setup.synthetic_size,
-        setup.synthetic_seed,
-    )
-    if key in _DATA_CACHE:
-        return _DATA_CACHE[key]
-    domain = get_domain(setup.name, **setup.options)
-    root = resolve_root(setup, progress)
-    domain.verify(root)
-    pool = domain.load(root, "pool")
-    test = domain.load(root, "test")
-    overlap = {s.group for s in pool} & {s.group for s in test}
-    if overlap:
-        raise SpecError(f"{setup.name}: groups {sorted(overlap)[:5]} appear in both pool and test splits")
-
-    def loader(sid: str) -> np.ndarray:
-        return pool.image(sid) if sid in pool else test.image(sid)
-
-    data = DomainData(domain, root, pool, test, ImageStore(loader))
-    _DATA_CACHE[key] = data
-    return data
+# ---------------------------------------------------------------------------------- initial set
 
 
 def initial_ids(pool: DomainDataset, budget: int, unit: str, seed: int) -> list[str]:
     """The seed's initial labelled set: a random order of the pool's labelling units (by
-    ``seed_hash(seed, "init")``), cut at the first budget (in units, or in boxes with the last unit
+    ``Seeds.init``), cut at the first budget (in units, or in boxes with the last unit
     allowed to overshoot); a unit brings all its samples (``DomainDataset.unit_members``)."""
-    rng = np.random.default_rng(seed_hash(seed, "init"))
+    rng = np.random.default_rng(Seeds(seed).init)
     members = pool.unit_members()
     keys = sorted(members)
     order = [keys[i] for i in rng.permutation(len(keys))]
@@ -168,7 +111,7 @@ def _new_detector_factory(
     """The run's ``new_detector``: the seed's initialisation, or with ``source`` the source
     checkpoint's weights (``make.source`` then carries the checkpoint, its hash and its frozen
     domain discriminator for source-free methods; never source samples)."""
-    weights_seed = seed_hash(cell.seed, "weights")
+    weights_seed = cell.seeds.weights
     state = source.detector_state() if source is not None else None
     box_type = DOMAINS.get(cell.domain.name).box_type  # resolves ``oriented = "auto"``
 
@@ -266,6 +209,59 @@ def run_cell(
         return _run_cell(cell, out, data, device, launcher, on_round, train_progress, round0_stats, held)
 
 
+@dataclass
+class _Run:
+    """What every round of one run shares: the cell, its data, trainer and strategy, its folder,
+    the detector factory (with the start weights) and where the run is executed."""
+
+    cell: Cell
+    out: Path
+    data: DomainData
+    method: Any  # a baselines.base.Method (the methods' layer sits above the protocol)
+    strategy: Any  # a baselines.base.Strategy
+    rd: RunDir
+    new_detector: Callable[[], torch.nn.Module]
+    start: dict[str, Any]  # ``source_record``: init, source checkpoint hash, its (volatile) cost
+    device: str
+    launcher: str
+    train_progress: Callable[[int, int, dict[str, float]], None] | None
+    round0_stats: bool | None
+    held: ExitStack  # what the run holds (round-0 leases), released by the caller on errors
+
+    @property
+    def n_rounds(self) -> int:
+        return len(self.cell.budgets)
+
+
+@dataclass
+class _Labels:
+    """The labelled state a round starts from: the labelled ids (in labelling order), their samples
+    and the label-free views of the rest of the pool (methods never see their labels)."""
+
+    ids: list[str]
+    samples: list[Sample]
+    unlabelled: list[LabelFreeSample]
+
+    @classmethod
+    def of(cls, pool: DomainDataset, labelled: list[str]) -> _Labels:
+        lab_set = set(labelled)
+        unl = [s.label_free() for s in pool if s.id not in lab_set]
+        return cls(list(labelled), [pool.by_id(i) for i in labelled], unl)
+
+
+@dataclass
+class _Round0Share:
+    """Round 0 shared by every cell with the same trainer, initial set and training seed (the cache
+    under ``<out>/_cache/round0/``): ``cached`` it is loaded from there, ``publish`` this cell builds
+    it for the others (holding ``hold``, the cache's lease, until published)."""
+
+    path: Path | None
+    hold: ExitStack
+    cached: bool = False
+    publish: bool = False
+    stats: dict[str, Any] | None = None  # the training statistics saved with the cache
+
+
 def _run_cell(
     cell: Cell,
     out: Path,
@@ -278,6 +274,39 @@ def _run_cell(
     held: ExitStack | None = None,
 ) -> list[dict[str, Any]]:
     held = ExitStack() if held is None else held  # the caller releases what is held on errors
+    run = _start_run(cell, out, data, device, launcher, train_progress, round0_stats, held)
+    labelled: list[str] = list(ensure_initial_split(out, cell, data.pool))
+    prev_state = None  # the previous round's weights (``warm_start`` only)
+    records: list[dict[str, Any]] = []
+    for r, target in enumerate(_targets(cell, data.pool)):
+        if run.rd.round_done(r):
+            rec, acquired = _replay_round(run, r, labelled)
+            if cell.warm_start:
+                prev_state = torch.load(
+                    run.rd.round_dir(r) / "model.pt", map_location="cpu", weights_only=True
+                )
+        else:
+            rec, acquired, prev_state = _run_round(run, r, target, labelled, prev_state)
+            if on_round is not None:
+                on_round(cell, r, rec)
+        records.append(rec)
+        labelled = labelled + acquired
+    run.rd.finish()
+    return records
+
+
+def _start_run(
+    cell: Cell,
+    out: Path,
+    data: DomainData,
+    device: str,
+    launcher: str,
+    train_progress: Callable[[int, int, dict[str, float]], None] | None,
+    round0_stats: bool | None,
+    held: ExitStack,
+) -> _Run:
+    """Build the run's trainer and strategy, claim its folder (``spec.json``) and get its start
+    weights (the source checkpoint, trained first if the cell needs one and none is cached)."""
     if cell.dataset_version != data.version:
         raise SpecError(f"cell dataset version {cell.dataset_version!r} != loaded data {data.version!r}")
     base, opts = parse_trainer(cell.trainer)
@@ -286,191 +315,194 @@ def _run_cell(
     rd = RunDir(run_path(out, cell))
     rd.clear_stale_temps()  # a killed run's unfinished temp files; its finished files stay
     atomic_write_json(rd.root / "spec.json", {"run_id": cell.run_id, **cell.canonical()})
-    pool, test = data.pool, data.test
-    classes = data.domain.classes
-    n_rounds = len(cell.budgets)
-    seeds = cell.seeds(n_rounds)
+    n_classes = len(data.domain.classes)
     src_ckpt = ensure_source_checkpoint(
-        cell, out, data, _new_detector_factory(cell, len(classes)), device, train_progress
+        cell, out, data, _new_detector_factory(cell, n_classes), device, train_progress
     )
-    new_detector = _new_detector_factory(cell, len(classes), src_ckpt)
-    src_sha = src_ckpt.sha256 if src_ckpt is not None else None
-    src_rec = source_record(src_ckpt)  # init + checkpoint hash; its cost goes to the (volatile) timing
-    labelled: list[str] = list(ensure_initial_split(out, cell, pool))
-    prev_state = None
-    records: list[dict[str, Any]] = []
-    targets = list(cell.budgets)
-    if cell.reference:  # every labelling unit of the pool, in the run's budget unit
-        targets = [
-            len({pool.unit_of(i) for i in pool.ids})
-            if cell.budget_unit == "images"
-            else pool.unit_boxes(pool.ids)
-        ]
-    for r, target in enumerate(targets):
-        if rd.round_done(r):
-            rec = rd.read_record(r)
-            saved = read_ids(rd.round_dir(r) / "labelled.ids")
-            if saved != labelled:
-                raise SpecError(f"{rd.round_dir(r)}: saved labelled ids differ from the replayed ones")
-            acquired = read_ids(rd.round_dir(r) / "acquired.ids")
-            labelled = labelled + acquired
-            records.append(rec)
-            if cell.warm_start:
-                prev_state = torch.load(rd.round_dir(r) / "model.pt", map_location="cpu", weights_only=True)
-            continue
-        rd.heartbeat(r)
-        lab_set = set(labelled)
-        lab_samples = [pool.by_id(i) for i in labelled]
-        unl_samples = [s.label_free() for s in pool if s.id not in lab_set]  # methods never see their labels
-        gen = torch.Generator().manual_seed(seeds["train"][r])
-        rng = np.random.default_rng(seeds["train"][r])
-        t0 = time.perf_counter()
-        cache = None
-        if r == 0 and not cell.warm_start:
-            cache = out / "_cache" / "round0" / _round0_key(cell, labelled, method.version(), src_sha)
-        # round 0 is built once for every cell that shares it, on any host: the builder holds the
-        # cache's lease while it trains, evaluates and publishes; the others wait, then load it
-        hold = ExitStack()
-        held.callback(hold.close)  # released on errors too
-        if cache is not None and not (cache / "DONE").is_file():
-            hold.enter_context(_round0_lease(cache))
-        cached = cache is not None and (cache / "DONE").is_file()
-        publish = cache is not None and not cached
-        cached_stats = _round0_stats(cache) if cached else None
-        if cached and round0_stats and cached_stats is None:
-            cached = False  # a cache without its training statistics: train (the same numbers) here
-        if not publish:
-            hold.close()  # nothing to build for the others
-        if cached:
-            model = new_detector()
-            model.load_state_dict(torch.load(cache / "model.pt", map_location="cpu", weights_only=True))
-            model.to(device).eval()
-        else:
-            ctx = TrainContext(
-                lab_samples,
-                unl_samples,
-                data.images,
-                classes,
-                new_detector,
-                cell.schedule,
-                gen,
-                rng,
-                device,
-                train_progress,
-                r,
-                prev_state,
-            )
-            model = method.train(ctx)
-        train_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        if cached:
-            preds_json = json.loads((cache / "predictions.json").read_text())
-            metrics = json.loads((cache / "metrics.json").read_text())
-        else:
-            preds = predict_all(
-                model, data.images.many(test.ids), device=device, dense=needs_dense(data.domain)
-            )
-            counts = dict(zip(classes, (int(c) for c in pool.class_counts()), strict=True))
-            scoring = scoring_domain(data.domain, getattr(model, "oriented", False))
-            metrics = evaluate_domain(scoring, test, preds, class_counts=counts)
-            preds_json = predictions_json(preds, test.ids)
-            if publish:
-                _write_round0_cache(cache, model, preds_json, metrics, _train_stats(method, False))
-        hold.close()
-        eval_s = time.perf_counter() - t1
-        # -- query and reveal
-        t2 = time.perf_counter()
-        acquired: list[str] = []
-        if r + 1 < n_rounds:
-            acquired = _query(
-                cell,
-                strategy,
-                model,
-                pool,
-                labelled,
-                lab_samples,
-                unl_samples,
-                data,
-                classes,
-                seeds["query"][r],
-                device,
-                r,
-                cell.budgets[r + 1],
-            )
-        query_s = time.perf_counter() - t2
-        n_boxes = pool.unit_boxes(labelled)
-        rec = {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": cell.run_id,
-            "matrix": cell.matrix,
-            "domain": cell.domain.name,
-            "domain_options": cell.domain.options,
-            "data": cell.domain.data_label(),
-            "dataset_version": cell.dataset_version,
-            "label_unit": data.domain.label_unit,
-            "method": cell.method,
-            "trainer": cell.trainer,
-            "strategy": cell.strategy,
-            "paradigm": {"trainer": method.paradigm, "strategy": strategy.paradigm},
-            "method_version": method.version(),
-            "strategy_version": strategy.version(),
-            "hparams": {"trainer": method.hp, "strategy": strategy.hp},
-            "seed": cell.seed,
-            "seeds": {k: (v[r] if isinstance(v, list) else v) for k, v in seeds.items()},
-            "round": r,
-            "n_rounds": n_rounds,
-            "budget_unit": cell.budget_unit,
-            "budget_target": target,
-            "n_labelled": len(labelled),
-            "n_labelled_units": len({pool.unit_of(i) for i in labelled}),
-            "n_labelled_boxes": n_boxes,
-            "labelled_sha256": ids_sha256(labelled),
-            "n_acquired": len(acquired),
-            "metrics": metrics["metrics"],
-            "primary_metric": metrics["primary"],
-            "higher_is_better": metrics["higher_is_better"],
-            "per_class": metrics["per_class"],
-            "long_tail": metrics.get("long_tail", {}),
-            "metric_impl": metrics["impl"],
-            "eval_split": "test",
-            "n_test": len(test),
-            "detector": cell.detector,
-            "detector_options": cell.detector_options,
-            "schedule": cell.canonical()["schedule"],
-            "threads": cell.threads,
-            "warm_start": cell.warm_start,
-            "reference": cell.reference,
-            "init": src_rec["init"],
-            "source_checkpoint": src_rec["source_checkpoint"],
-            "train_stats": _record_train_stats(method, cached, cached_stats, r, cache, round0_stats),
-            "timing": {
-                "train_s": round(train_s, 3),
-                "eval_s": round(eval_s, 3),
-                "query_s": round(query_s, 3),
-                "round0_reused": bool(cached),
-                "source_train_s": src_rec["source_train_s"],
-                "source_reused": src_rec["source_reused"],
-                "peak_rss_mb": round(_peak_rss_mb(), 1),
-                "images_seen": 0 if cached else cell.schedule.iterations * cell.schedule.batch_size,
-            },
-            "provenance": {
-                "git_commit": git_commit(),
-                "packages": package_versions(),
-                "device": _device_name(device),
-                "launcher": launcher,
-                "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ"),
-            },
-        }
-        if cell.warm_start:
-            prev_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
-            _save_state(rd.round_dir(r) / "model.pt", prev_state)
-        rd.write_round(r, rec, labelled, acquired, preds_json)
-        records.append(rec)
-        if on_round is not None:
-            on_round(cell, r, rec)
-        labelled = labelled + acquired
-    rd.finish()
-    return records
+    return _Run(
+        cell,
+        Path(out),
+        data,
+        method,
+        strategy,
+        rd,
+        _new_detector_factory(cell, n_classes, src_ckpt),
+        source_record(
+            src_ckpt, cell.detector_options.get("start", "random") != "random"
+        ),  # init + checkpoint hash; its cost goes to the (volatile) timing
+        device,
+        launcher,
+        train_progress,
+        round0_stats,
+        held,
+    )
+
+
+def _targets(cell: Cell, pool: DomainDataset) -> list[int]:
+    """The label budget of each round; a reference cell has one round: every labelling unit of the
+    pool, in the run's budget unit."""
+    if not cell.reference:
+        return list(cell.budgets)
+    if cell.budget_unit == "images":
+        return [len({pool.unit_of(i) for i in pool.ids})]
+    return [pool.unit_boxes(pool.ids)]
+
+
+def _replay_round(run: _Run, r: int, labelled: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """A finished round of a resumed run: its record and the ids it acquired, after checking that
+    it started from the labelled ids replayed so far."""
+    d = run.rd.round_dir(r)
+    rec = read_record(d / "record.json")
+    if read_ids(d / "labelled.ids") != labelled:
+        raise SpecError(f"{d}: saved labelled ids differ from the replayed ones")
+    return rec, read_ids(d / "acquired.ids")
+
+
+def _run_round(
+    run: _Run, r: int, target: int, labelled: list[str], prev_state: dict[str, torch.Tensor] | None
+) -> tuple[dict[str, Any], list[str], dict[str, torch.Tensor] | None]:
+    """Train (or load the shared round 0), evaluate, query the next round's labels and write the
+    round; returns its record, the acquired ids and the weights the next round starts from."""
+    cell = run.cell
+    run.rd.heartbeat(r)
+    labels = _Labels.of(run.data.pool, labelled)
+    t0 = time.perf_counter()
+    share = _round0_share(run, r, labelled)
+    if share.cached:
+        model = _load_round0(run, share)
+    else:
+        model = run.method.train(_train_context(run, r, labels, prev_state))
+    train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    metrics, preds_json = _evaluate(run, model, share)
+    share.hold.close()
+    validation = _evaluate_validation(run, model)
+    eval_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    acquired: list[str] = []
+    if r + 1 < run.n_rounds:
+        acquired = _query(run, r, model, labels, cell.budgets[r + 1])
+    query_s = time.perf_counter() - t2
+    timing = {
+        "train_s": round(train_s, 3),
+        "eval_s": round(eval_s, 3),
+        "query_s": round(query_s, 3),
+        "round0_reused": bool(share.cached),
+        "source_train_s": run.start["source_train_s"],
+        "source_reused": run.start["source_reused"],
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "images_seen": 0 if share.cached else cell.schedule.iterations * cell.schedule.batch_size,
+    }
+    rec = RoundRecord.build(
+        cell,
+        run.method,
+        run.strategy,
+        round=r,
+        n_rounds=run.n_rounds,
+        target=target,
+        pool=run.data.pool,
+        label_unit=run.data.domain.label_unit,
+        n_test=len(run.data.test),
+        labelled=labelled,
+        acquired=acquired,
+        evaluation=metrics,
+        start=run.start,
+        train_stats=_record_train_stats(
+            run.method, share.cached, share.stats, r, share.path, run.round0_stats
+        ),
+        timing=timing,
+        provenance=provenance(_device_name(run.device), run.launcher),
+        validation=validation,
+    )
+    rec_json = rec.check(str(run.rd.round_dir(r) / "record.json")).to_json()
+    if cell.warm_start:
+        prev_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+        _save_state(run.rd.round_dir(r) / "model.pt", prev_state)
+    run.rd.write_round(r, rec_json, labelled, acquired, preds_json)
+    return rec_json, acquired, prev_state
+
+
+def _train_context(
+    run: _Run, r: int, labels: _Labels, prev_state: dict[str, torch.Tensor] | None
+) -> TrainContext:
+    seed = run.cell.seeds.train(r)
+    return TrainContext(
+        labels.samples,
+        labels.unlabelled,
+        run.data.images,
+        run.data.domain.classes,
+        run.new_detector,
+        run.cell.schedule,
+        torch.Generator().manual_seed(seed),
+        np.random.default_rng(seed),
+        run.device,
+        run.train_progress,
+        r,
+        prev_state,
+    )
+
+
+def _round0_share(run: _Run, r: int, labelled: list[str]) -> _Round0Share:
+    """Whether round ``r`` is the shared round 0 and, if so, whether it is loaded or built here.
+    It is built once for every cell that shares it, on any host: the builder holds the cache's
+    lease while it trains, evaluates and publishes; the others wait, then load it. Under
+    ``warm_start`` too: round 0 starts from the run's initial weights either way, and the next
+    round starts from the (loaded or trained) round-0 model."""
+    hold = ExitStack()
+    run.held.callback(hold.close)  # released on errors too
+    if r != 0:
+        return _Round0Share(None, hold)
+    src_sha = run.start["source_checkpoint"]
+    cache = run.out / "_cache" / "round0" / _round0_key(run.cell, labelled, run.method.version(), src_sha)
+    if not (cache / "DONE").is_file():
+        hold.enter_context(_round0_lease(cache))
+    share = _Round0Share(cache, hold, cached=(cache / "DONE").is_file())
+    share.publish = not share.cached
+    share.stats = _round0_stats(cache) if share.cached else None
+    if share.cached and run.round0_stats and share.stats is None:
+        share.cached = False  # a cache without its training statistics: train (the same numbers) here
+    if not share.publish:
+        hold.close()  # nothing to build for the others
+    return share
+
+
+def _load_round0(run: _Run, share: _Round0Share) -> torch.nn.Module:
+    model = run.new_detector()
+    model.load_state_dict(torch.load(share.path / "model.pt", map_location="cpu", weights_only=True))
+    return model.to(run.device).eval()
+
+
+def _evaluate(run: _Run, model: torch.nn.Module, share: _Round0Share) -> tuple[dict[str, Any], list]:
+    """The round's metrics (``evaluate_domain``) and test predictions (``predictions.json``
+    entries): read from the shared round 0, or computed (and published, if this cell builds it)."""
+    if share.cached:
+        preds_json = json.loads((share.path / "predictions.json").read_text())
+        return json.loads((share.path / "metrics.json").read_text()), preds_json
+    data = run.data
+    test = data.test
+    preds = predict_all(model, data.images.many(test.ids), device=run.device, dense=needs_dense(data.domain))
+    counts = dict(zip(data.domain.classes, (int(c) for c in data.pool.class_counts()), strict=True))
+    scoring = scoring_domain(data.domain, getattr(model, "oriented", False))
+    metrics = evaluate_domain(scoring, test, preds, class_counts=counts)
+    preds_json = predictions_json(preds, test.ids)
+    if share.publish:
+        _write_round0_cache(share.path, model, preds_json, metrics, _train_stats(run.method, False))
+    return metrics, preds_json
+
+
+def _evaluate_validation(run: _Run, model: torch.nn.Module) -> dict[str, Any] | None:
+    """The round's model scored on the pool's held-out validation part (None without one): the
+    number every default of the suite is chosen on (``docs/protocol.md``), never the test split."""
+    data = run.data
+    if data.val is None:
+        return None
+    preds = predict_all(
+        model, data.images.many(data.val.ids), device=run.device, dense=needs_dense(data.domain)
+    )
+    counts = dict(zip(data.domain.classes, (int(c) for c in data.pool.class_counts()), strict=True))
+    scoring = scoring_domain(data.domain, getattr(model, "oriented", False))
+    res = evaluate_domain(scoring, data.val, preds, class_counts=counts)
+    return {"n": len(data.val), "metrics": res["metrics"], "primary": res["primary"]}
 
 
 def predictions_json(preds, ids: list[str]) -> list[dict[str, Any]]:
@@ -519,8 +551,6 @@ def _write_round0_cache(cache: Path, model: torch.nn.Module, preds_json, metrics
 
 
 def _round0_lease(cache: Path):
-    from benchmark.runstate import exclusive
-
     cache.parent.mkdir(parents=True, exist_ok=True)
     return exclusive(cache.with_name(f"{cache.name}.lease"), what="round-0 model")
 
@@ -545,55 +575,44 @@ def _record_train_stats(method, cached: bool, cached_stats, r: int, cache, round
     return dict(cached_stats) if cached else _train_stats(method, False)
 
 
-def _query(
-    cell,
-    strategy,
-    model,
-    pool,
-    labelled,
-    lab_samples,
-    unl_samples,
-    data,
-    classes,
-    qseed,
-    device,
-    r,
-    next_target,
-) -> list[str]:
+def _query(run: _Run, r: int, model: torch.nn.Module, labels: _Labels, next_target: int) -> list[str]:
     """Ask the strategy and reveal labels up to the next budget (images or boxes)."""
+    cell, pool = run.cell, run.data.pool
+    seed = cell.seeds.query(r)
     qctx = QueryContext(
         model,
-        lab_samples,
-        unl_samples,
-        data.images,
-        classes,
-        torch.Generator().manual_seed(qseed),
-        np.random.default_rng(qseed),
-        device,
+        labels.samples,
+        labels.unlabelled,
+        run.data.images,
+        run.data.domain.classes,
+        torch.Generator().manual_seed(seed),
+        np.random.default_rng(seed),
+        run.device,
         r,
         cell.budget_unit,
     )
+    if cell.budget_unit == "images" and all(len(m) == 1 for m in pool.unit_members().values()):
+        k = next_target - len(labels.ids)
+        picks = run.strategy.select(qctx, k)
+        _check_picks(run.strategy.name, picks, set(labels.ids), {s.id for s in labels.unlabelled}, k)
+        return list(picks)
+    return _reveal(run.strategy, qctx, pool, labels, next_target)
+
+
+def _reveal(
+    strategy: Any, qctx: QueryContext, pool: DomainDataset, labels: _Labels, next_target: int
+) -> list[str]:
+    """Reveal in the strategy's order until the round's budget is spent: in labelling units (a
+    unit's samples come together) or in boxes (the oracle's count is known only on reveal). Each
+    ask requests about as many picks as the remaining budget needs (``_per_pick``)."""
+    by_images = qctx.budget_unit == "images"
+    labelled = labels.ids
     lab_set = set(labelled)
     members = pool.unit_members()
-    if cell.budget_unit == "images" and all(len(m) == 1 for m in members.values()):
-        k = next_target - len(labelled)
-        picks = strategy.select(qctx, k)
-        _check_picks(strategy.name, picks, lab_set, {s.id for s in unl_samples}, k)
-        return list(picks)
-    # reveal in the strategy's order until the round's budget is spent: in labelling units (a unit's
-    # samples come together) or in boxes (the oracle's count is known only on reveal)
-    by_images = cell.budget_unit == "images"
     have = len({pool.unit_of(i) for i in labelled}) if by_images else pool.unit_boxes(labelled)
-    per_pick = 1.0
-    if not by_images:
-        n_units = max(1, len({pool.unit_of(i) for i in labelled}))
-        per_pick = max(1.0, have / n_units)
-        if unl_samples:  # what the model predicts per unlabelled image (oracle counts come on reveal)
-            from baselines.base import predicted_box_counts
-
-            per_pick = max(1.0, 0.5 * per_pick + 0.5 * float(predicted_box_counts(qctx).mean()))
+    per_pick = 1.0 if by_images else _per_pick(qctx, pool, labels, have)
     acquired: list[str] = []
-    remaining = list(unl_samples)
+    remaining = list(labels.unlabelled)
     while have < next_target and remaining:
         k = max(1, math.ceil((next_target - have) / per_pick))
         qctx.unlabelled = remaining
@@ -613,6 +632,16 @@ def _query(
             have += 1 if by_images else pool.by_id(sid).num_objects
         remaining = [s for s in remaining if s.id not in taken]
     return acquired
+
+
+def _per_pick(qctx: QueryContext, pool: DomainDataset, labels: _Labels, have_boxes: int) -> float:
+    """Boxes one pick is expected to bring: the labelled units' mean, blended with what the model
+    predicts per unlabelled image (the oracle's counts come only on reveal)."""
+    n_units = max(1, len({pool.unit_of(i) for i in labels.ids}))
+    per_pick = max(1.0, have_boxes / n_units)
+    if labels.unlabelled:
+        per_pick = max(1.0, 0.5 * per_pick + 0.5 * float(predicted_box_counts(qctx).mean()))
+    return per_pick
 
 
 def _check_picks(name: str, picks: list[str], labelled: set[str], unlabelled: set[str], k: int) -> None:

@@ -1,7 +1,15 @@
 """A small named registry filled by decorators and by package entry points.
 
-Domains, methods and acquisition strategies each have one. The registries drive the CLI choices,
-``labelbudget list`` and the contract tests, so adding a plug-in is one file and one decorator.
+Domains, synthetic writers, metric protocols, methods, acquisition strategies and launchers each have
+one. The registries drive the CLI choices, ``labelbudget list`` and the contract tests, so adding a
+plug-in is one file and one decorator.
+
+A registry is also how a lower layer reaches a higher one without importing it (the layers are in
+``benchmark/tools/import_graph.py``): on its first lookup a registry imports, by name, every module
+of its ``builtin_packages``, whose decorators then register. ``METHODS`` and ``STRATEGIES`` live here
+for that reason: the protocol looks a trainer or strategy up by name (``METHODS.get("mean_teacher")``)
+and the lookup imports ``baselines`` and ``baselines.acquisition``; no module of ``benchmark``
+imports ``baselines``, which sits on top and imports the benchmark freely.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -87,3 +95,8 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+# The contract classes (``Method``, ``Strategy``) are in ``baselines.base``, which re-exports these.
+METHODS: Registry[Any] = Registry("method", "labelbudget.methods", ("baselines",))
+STRATEGIES: Registry[Any] = Registry("strategy", "labelbudget.strategies", ("baselines.acquisition",))

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError
@@ -34,51 +33,11 @@ from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
+from benchmark.atomic import atomic_write_bytes as atomic_write_bytes  # re-exported
+from benchmark.atomic import atomic_write_json, atomic_write_text, json_default
+from benchmark.runstate import _pid_namespace, active_lease
+
 RECORD_FIELDS_VOLATILE = ("timing", "provenance")  # excluded when comparing records for equality
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file, fsync and rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@lru_cache(maxsize=1)
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
 def write_ids(path: str | Path, ids: list[str]) -> None:
@@ -143,15 +102,13 @@ class RunDir:
         return out
 
     def rewrite_jsonl(self) -> None:
-        lines = [json.dumps(rec, sort_keys=True, default=_json_default) for rec in self.records()]
+        lines = [json.dumps(rec, sort_keys=True, default=json_default) for rec in self.records()]
         atomic_write_text(self.root / "results.jsonl", "".join(x + "\n" for x in lines))
 
     def heartbeat(self, round_: int) -> None:
         """Say which round is running. Under a claim (``benchmark.runstate``) this updates the
         claim's lease, and raises ``LostLeaseError`` if another worker took the cell over;
         otherwise (``run_cell`` called directly) it writes a plain heartbeat file."""
-        from benchmark.runstate import _pid_namespace, active_lease
-
         lease = active_lease(self.root / "RUNNING")
         if lease is not None:
             lease.refresh(round=round_)
@@ -163,8 +120,6 @@ class RunDir:
     def finish(self) -> None:
         """Mark the run done. A claim's lease is released by its holder after this; a plain
         heartbeat file goes now."""
-        from benchmark.runstate import active_lease
-
         atomic_write_text(self.root / "DONE", "ok\n")
         if active_lease(self.root / "RUNNING") is None:
             (self.root / "RUNNING").unlink(missing_ok=True)

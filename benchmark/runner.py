@@ -19,8 +19,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from benchmark.data import load_domain_data
 from benchmark.launchers.base import LAUNCHERS, Job, LaunchOptions, Outcome, get_launcher, write_plan
-from benchmark.protocol import ensure_initial_split, load_domain_data, run_path
+from benchmark.protocol import ensure_initial_split, run_path
 from benchmark.results import RunDir
 from benchmark.runstate import cell_state, rounds_done
 from benchmark.spec import Cell, DomainSetup, Matrix, resolve_budgets, with_version

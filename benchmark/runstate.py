@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmark.results import atomic_write_json, atomic_write_text
+from benchmark.atomic import atomic_write_json, atomic_write_text
 
 STATES = ("planned", "running", "done", "failed", "stale")
 DEFAULT_HEARTBEAT_S = 30.0

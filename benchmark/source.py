@@ -1,34 +1,26 @@
 """Source checkpoints: the source-pretrained starting weights every method of a shifted domain uses.
 
-DESIGN §4/§5 ("Starting weights"): on a domain whose data has a ``source`` split (foggy_cityscapes:
+``docs/protocol.md#starting-weights``: on a domain whose data has a ``source`` split (foggy_cityscapes:
 clear train; sonar: the source survey; DOTA with ``source_sensor``), a source model is trained once
 per (domain setup, dataset version, source-split version, seed, detector, schedule, threads, code)
 and cached; every method's rounds start from it (``new_detector()`` returns the source weights), the
 supervised baseline included, so a comparison measures what a method adds on top of the same start.
-Source-free methods (paradigm ``sfda``) get the weights and the frozen discriminator below, never
+Source-free methods (paradigm ``sfda``) get the weights and the frozen source heads (below), never
 source samples: ``TrainContext`` holds only the pool's labelled and unlabelled samples.
 
 The source phase (``train_source``)
-    1. the detector is built with the run's initial weights (``seed_hash(seed, "weights")``) and
+    1. the detector is built with the run's initial weights (``Seeds.weights``) and
        trained supervised on the whole source split with the matrix's schedule (``train_supervised``:
        random flips, the same loss, optimiser, learning-rate schedule and weight EMA as the
-       supervised baseline), batches drawn by ``seed_hash(seed, "source")``;
-    2. a small **domain discriminator head** (``DomainDiscriminator``: per-level global average
-       pooling of the FPN maps -> standardisation with the clean source features' mean and std ->
-       Linear(D, 64) -> ReLU -> Linear(64, 1)) is trained on the finished source detector's
-       features, which stay fixed. Only source data exists at this point, so the "target" side is
-       a **reconstruction [I]**: source images under a random synthetic appearance shift
-       (``appearance_shift``: haze with the optical model ``I = J t + A (1 - t)`` and a vertical
-       transmittance gradient standing in for depth, a slight airlight tint, reduced contrast and
-       sensor noise). Label 0 = clean source, 1 = shifted. Features are computed the way a student
-       computes them while it adapts: BatchNorm in training mode (batch statistics, running
-       statistics left alone) on batches that are all clean or all shifted. 24 + 24 batches of
-       ``min(8, batch_size)`` images, then 300 full-batch Adam steps (lr 1e-3, weight decay 1e-4);
-       its training accuracy is kept in ``meta.json``. The head is frozen from then on (SAR's
-       "static adversarial regularisation", see ``baselines/sar_source_free.py``).
+       supervised baseline), batches drawn by ``Seeds.source``;
+    2. every registered **source head** (``SOURCE_HEADS``, in name order, drawing from the same
+       generator) is fitted on the finished source detector, which stays fixed, and frozen: what a
+       source-free method needs from the source data besides the weights. The built-in one is SAR's
+       domain discriminator (``baselines/components/domain_discriminator.py``, registered as
+       ``discriminator``); its training statistics are kept in ``meta.json``.
 
-The cache (``<out>/_cache/source/<key>/``: ``model.pt`` with ``{"detector", "discriminator",
-"discriminator_config"}``, ``meta.json``, ``DONE``) is made safe for parallel workers on any number
+The cache (``<out>/_cache/source/<key>/``: ``model.pt`` with ``{"detector", <head>,
+<head>_config, ...}``, ``meta.json``, ``DONE``) is made safe for parallel workers on any number
 of hosts: a worker holds the lease ``<key>.lease`` (``benchmark.runstate``: created atomically,
 heart-beaten, taken over when its holder dies) while it checks, trains and publishes, so the others
 wait and then re-use the result; the result is written into a private temporary folder and
@@ -46,162 +38,63 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from benchmark.detectors.base import make_batch
+from benchmark.codehash import ALWAYS, closure, code_hash
+from benchmark.data import DomainData, ImageStore, source_dataset
+from benchmark.registry import Registry
 from benchmark.results import atomic_write_json, atomic_write_text
-from benchmark.spec import canonical_hash, seed_hash
-from benchmark.training import ProgressFn, flip_batch, frozen_bn_statistics, sample_targets, train_supervised
-from domains.base import DatasetNotFoundError, DomainDataset
-
-if TYPE_CHECKING:
-    from benchmark.protocol import DomainData
-    from benchmark.spec import Cell
+from benchmark.runstate import exclusive
+from benchmark.spec import Cell, canonical_hash
+from benchmark.training import ProgressFn, sample_targets, train_supervised
+from domains.base import DomainDataset
 
 CHECKPOINT_FORMAT = 1
-DISC_HIDDEN = 64
-DISC_BATCHES = 24  # batches of clean and of shifted source images the discriminator sees
-DISC_STEPS = 300
-DISC_LR = 1e-3
 
 
 def code_version() -> str:
     """Hash of the code a source checkpoint runs (``benchmark.codehash``: this module, the detector, the
     augmentations, the training loop and what they import): a change makes old checkpoints stale."""
-    from benchmark.codehash import ALWAYS, closure, code_hash
-
-    return code_hash(closure([__name__, *ALWAYS]))
-
-
-# ------------------------------------------------------------------------------ discriminator
+    heads = [SOURCE_HEADS.get(name).__module__ for name in SOURCE_HEADS.names()]
+    return code_hash(closure([__name__, *heads, *ALWAYS]))
 
 
-def pooled_features(fpn: list[torch.Tensor], sizes: list[tuple[int, int]], strides) -> torch.Tensor:
-    """Global average pool of each FPN level over each image's true (unpadded) area, concatenated:
-    (B, levels * channels). Differentiable (the adversarial loss flows through it)."""
-    out = []
-    for b, (h, w) in enumerate(sizes):
-        per_level = []
-        for p, s in zip(fpn, strides, strict=True):
-            hh, ww = max(1, math.ceil(h / s)), max(1, math.ceil(w / s))
-            per_level.append(p[b, :, :hh, :ww].float().mean((1, 2)))
-        out.append(torch.cat(per_level))
-    return torch.stack(out)
+# ------------------------------------------------------------------------------ source heads
 
 
-def batch_features(model: nn.Module, images: list[torch.Tensor], device: str = "cpu") -> torch.Tensor:
-    """Pooled FPN features of uint8 images through ``model`` in its current mode (graph attached)."""
-    batch = make_batch(images).to(device)
-    _, fpn = model.features(batch.images)
-    return pooled_features(fpn, batch.sizes, model.cfg.strides)
+class SourceHead(Protocol):
+    """A part of the checkpoint besides the detector: trained once in the source phase on the
+    finished source detector with the source images, then frozen (a source-free method may use it;
+    it never sees source data). A ``torch.nn.Module`` class registered with
+    ``register_source_head(name)``; its state is saved as ``<name>`` and its ``config()`` as
+    ``<name>_config`` in ``model.pt``. Built-in heads live in ``baselines/components/``
+    (``domain_discriminator.py``: SAR's discriminator)."""
+
+    @classmethod
+    def fit(
+        cls, model: nn.Module, images: list[torch.Tensor], gen: torch.Generator, device: str, batch_size: int
+    ) -> tuple[nn.Module, dict[str, float]]:
+        """The trained, frozen head (with ``config() -> dict`` and ``freeze()``) and its statistics."""
+        ...
 
 
-class DomainDiscriminator(nn.Module):
-    """A two-layer MLP on pooled FPN features: logit > 0 = "shifted / target-like", < 0 = "source".
-    ``mean``/``std`` (buffers) standardise its input with the clean source features' statistics."""
-
-    def __init__(self, in_dim: int, hidden: int = DISC_HIDDEN) -> None:
-        super().__init__()
-        self.in_dim, self.hidden = in_dim, hidden
-        self.register_buffer("mean", torch.zeros(in_dim))
-        self.register_buffer("std", torch.ones(in_dim))
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.mlp((feats - self.mean) / self.std)[:, 0]
-
-    def config(self) -> dict[str, int]:
-        return {"in_dim": self.in_dim, "hidden": self.hidden}
-
-    def freeze(self) -> DomainDiscriminator:
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-            p.grad = None
-        return self
+SOURCE_HEADS: Registry[type[SourceHead]] = Registry(
+    "source head", "labelbudget.source_heads", ("baselines.components",)
+)
 
 
-def appearance_shift(image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A random synthetic appearance shift of a uint8 (3, H, W) image (our reconstruction [I] of a
-    "target-like" view when only source data exists): haze ``I = J t + A (1 - t)`` with the
-    transmittance ``t`` falling towards the top of the image (a depth proxy), a slightly tinted
-    airlight ``A``, a contrast reduction and Gaussian sensor noise."""
-    x = image.float() / 255.0
-    _, h, _ = x.shape
-    r = torch.rand(5, generator=gen)
-    t_near = 0.35 + 0.45 * float(r[0])
-    ramp = torch.linspace(1.0, 0.0, h)[None, :, None]  # 1 at the top (far), 0 at the bottom
-    t = t_near ** (1.0 + 2.0 * float(r[1]) * ramp)
-    tint = 1.0 + 0.08 * (torch.rand((3, 1, 1), generator=gen) - 0.5)
-    airlight = ((0.65 + 0.3 * float(r[2])) * tint).clamp(0.0, 1.0)
-    x = x * t + airlight * (1.0 - t)
-    contrast = 0.75 + 0.25 * float(r[3])
-    m = x.mean()
-    x = (x - m) * contrast + m
-    x = x + 0.03 * float(r[4]) * torch.randn(x.shape, generator=gen)
-    return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-
-
-def train_discriminator(
-    model: nn.Module,
-    images: list[torch.Tensor],
-    gen: torch.Generator,
-    device: str = "cpu",
-    batch_size: int = 8,
-    n_batches: int = DISC_BATCHES,
-    steps: int = DISC_STEPS,
-) -> tuple[DomainDiscriminator, dict[str, float]]:
-    """Fit a ``DomainDiscriminator`` on ``model``'s features (the model is not changed): clean
-    batches of ``images`` (label 0) against batches of their ``appearance_shift`` (label 1), both
-    with random flips; returns the frozen head and its training accuracy."""
-    if not images:
-        raise ValueError("no images to train the domain discriminator on")
-    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    was_training = model.training
-    model.train()
-    feats, labels = [], []
-    n = len(images)
-    bs = max(2, min(batch_size, n)) if n > 1 else 1
-    no_boxes = {"boxes": torch.zeros((0, 4))}
-    with torch.no_grad(), frozen_bn_statistics(model):
-        for _ in range(n_batches):
-            for lab in (0.0, 1.0):
-                idx = torch.randint(n, (bs,), generator=gen).tolist()
-                ims, _ = flip_batch([images[i] for i in idx], [no_boxes] * bs, gen)
-                if lab:
-                    ims = [appearance_shift(im, gen) for im in ims]
-                feats.append(batch_features(model, ims, device).cpu())
-                labels.append(torch.full((bs,), lab))
-    model.load_state_dict(saved)
-    model.train(was_training)
-    x, y = torch.cat(feats), torch.cat(labels)
-    with torch.random.fork_rng(devices=[]):  # the layers' default init must not touch the global RNG
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        disc = DomainDiscriminator(x.shape[1])
-    clean = x[y == 0]
-    disc.mean.copy_(clean.mean(0))
-    disc.std.copy_(clean.std(0).clamp(min=1e-4) if len(clean) > 1 else torch.ones(x.shape[1]))
-    opt = torch.optim.Adam(disc.parameters(), lr=DISC_LR, weight_decay=1e-4)
-    for _ in range(steps):
-        loss = nn.functional.binary_cross_entropy_with_logits(disc(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        acc = float(((disc(x) > 0).float() == y).float().mean())
-        final = float(nn.functional.binary_cross_entropy_with_logits(disc(x), y))
-    return disc.freeze(), {"disc_train_accuracy": round(acc, 4), "disc_train_loss": round(final, 4)}
+def register_source_head(name: str):
+    return SOURCE_HEADS.register(name)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -227,13 +120,13 @@ class SourceCheckpoint:
     def detector_state(self) -> dict[str, torch.Tensor]:
         return self._load()["detector"]
 
-    def discriminator(self) -> DomainDiscriminator:
-        """A fresh, frozen copy of the checkpoint's domain discriminator head."""
+    def head(self, name: str) -> nn.Module:
+        """A fresh, frozen copy of the checkpoint's source head ``name`` (``SOURCE_HEADS``)."""
         ck = self._load()
         with torch.random.fork_rng(devices=[]):
-            disc = DomainDiscriminator(**ck["discriminator_config"])
-        disc.load_state_dict(ck["discriminator"])
-        return disc.freeze()
+            head = SOURCE_HEADS.get(name)(**ck[f"{name}_config"])
+        head.load_state_dict(ck[name])
+        return head.freeze()
 
     def record_fields(self) -> dict[str, Any]:
         return {
@@ -246,30 +139,8 @@ class SourceCheckpoint:
 
 SCRATCH_RECORD = {"init": "scratch", "source_checkpoint": None, "source_train_s": 0.0, "source_reused": False}
 
-_SOURCE_DATA: dict[Any, DomainDataset | None] = {}
-
-
-def source_dataset(data: DomainData) -> DomainDataset | None:
-    """The domain's ``source`` split (loaded once per process), or None if it has none."""
-    dom = data.domain
-    key = (dom.name, json.dumps(dom.options, sort_keys=True, default=str), str(data.root))
-    if key not in _SOURCE_DATA:
-        src = None
-        if "source" in dom.splits:
-            try:
-                src = dom.load(data.root, "source")
-            except DatasetNotFoundError as exc:
-                raise DatasetNotFoundError(
-                    f"{exc}; this run needs the source split: every method of {dom.name} starts from a "
-                    "checkpoint trained on it"
-                ) from None
-        _SOURCE_DATA[key] = src if src is not None and len(src) else None
-    return _SOURCE_DATA[key]
-
 
 def source_key(cell: Cell, data: DomainData, source: DomainDataset) -> str:
-    from dataclasses import asdict
-
     return canonical_hash(
         {
             "domain": cell.domain.name,
@@ -300,8 +171,6 @@ def _exclusive(lock_path: Path) -> contextlib.AbstractContextManager:
     """Hold the build lease on ``lock_path`` (``benchmark.runstate.exclusive``): one worker on any
     host that shares the folder builds, the others wait; a crashed builder's lease goes stale and a
     waiter takes over. The atomic rename below keeps the cache correct even without it."""
-    from benchmark.runstate import exclusive
-
     return exclusive(lock_path, what="source checkpoint")
 
 
@@ -320,22 +189,22 @@ def train_source(
     progress: ProgressFn | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The source phase (module docstring): returns the checkpoint dict and its statistics."""
-    from baselines.base import ImageStore
-
     store = ImageStore(source.image)
     images = store.many(source.ids)
     targets = [sample_targets(s) for s in source]
-    gen = torch.Generator().manual_seed(seed_hash(cell.seed, "source"))
+    gen = torch.Generator().manual_seed(cell.seeds.source)
     model = new_scratch()
     train_supervised(model, images, targets, cell.schedule, gen, device, progress)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    disc, stats = train_discriminator(model, images, gen, device, batch_size=min(8, cell.schedule.batch_size))
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "detector": state,
-        "discriminator": {k: v.detach().cpu().clone() for k, v in disc.state_dict().items()},
-        "discriminator_config": disc.config(),
-    }
+    ckpt: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "detector": state}
+    stats: dict[str, Any] = {}
+    for name in SOURCE_HEADS.names():  # each head draws from ``gen`` in turn, in name order
+        head, head_stats = SOURCE_HEADS.get(name).fit(
+            model, images, gen, device, min(8, cell.schedule.batch_size)
+        )
+        ckpt[name] = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
+        ckpt[f"{name}_config"] = head.config()
+        stats.update(head_stats)
     stats.update({"n_source": len(source), "source_version": source.version})
     return ckpt, stats
 
@@ -394,6 +263,10 @@ def ensure_source_checkpoint(
     return _published(final, key, reused=reused)
 
 
-def source_record(ckpt: SourceCheckpoint | None) -> dict[str, Any]:
-    """The record fields of the starting weights."""
-    return dict(SCRATCH_RECORD) if ckpt is None else ckpt.record_fields()
+def source_record(ckpt: SourceCheckpoint | None, pretrained: bool = False) -> dict[str, Any]:
+    """The record fields of the starting weights: ``init`` is "source" (a source checkpoint, itself
+    trained from the run's start), "pretrained" (the shared pretrained start,
+    ``benchmark.detectors.start``; its sha256 is in the record's ``detector_options``) or "scratch"."""
+    if ckpt is not None:
+        return ckpt.record_fields()
+    return {**SCRATCH_RECORD, "init": "pretrained"} if pretrained else dict(SCRATCH_RECORD)

@@ -15,6 +15,7 @@ A matrix (``benchmark/matrices/<name>.toml``)::
     # real_data = true              # every domain needs a root (no synthetic fallback; `full`)
     [detector]
     name = "tiny_fcos_xs"
+    # start = "pretrained"          # the shared pretrained start (default "random"; run id gets its sha256)
     [schedule]                      # benchmark.training.Schedule fields
     iterations = 300
     [domains.dota]                  # per-domain settings; anything else is an adapter option
@@ -39,8 +40,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchmark.detectors import PRESETS
+from benchmark.registry import METHODS, STRATEGIES
 from benchmark.training import Schedule
-from domains.base import DatasetNotFoundError, SpecError
+from domains.base import DOMAINS, DatasetNotFoundError, SpecError
 
 MATRICES_DIR = Path(__file__).parent / "matrices"
 DOMAIN_KEYS = {
@@ -52,6 +55,7 @@ DOMAIN_KEYS = {
     "reference",
     "schedule",
     "dataset",
+    "validation",
 }
 DATA_DOCS = "docs/data.md"  # how to arrange each real dataset (one section per domain)
 SCHEMA_VERSION = 1
@@ -64,6 +68,38 @@ def seed_hash(*parts: Any) -> int:
     """A 63-bit seed derived from the parts (e.g. ``seed_hash(seed, "train", round)``)."""
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Every seed a run derives from its matrix seed, one per purpose -- the one place they are
+    derived: ``init`` draws the initial labelled set, ``weights`` initialises the detector,
+    ``source`` draws the source checkpoint's batches, ``train(r)`` / ``query(r)`` drive round r's
+    training and acquisition."""
+
+    seed: int
+
+    @property
+    def init(self) -> int:
+        return seed_hash(self.seed, "init")
+
+    @property
+    def weights(self) -> int:
+        return seed_hash(self.seed, "weights")
+
+    @property
+    def source(self) -> int:
+        return seed_hash(self.seed, "source")
+
+    def train(self, r: int) -> int:
+        return seed_hash(self.seed, "train", r)
+
+    def query(self, r: int) -> int:
+        return seed_hash(self.seed, "query", r)
+
+    def of_round(self, r: int) -> dict[str, int]:
+        """Round r's seeds as its record lists them (``init``, ``weights``, ``train``, ``query``)."""
+        return {"init": self.init, "weights": self.weights, "train": self.train(r), "query": self.query(r)}
 
 
 def canonical_hash(obj: Any, n: int = 12) -> str:
@@ -87,6 +123,9 @@ class DomainSetup:
     budget_fractions: tuple[float, ...] = ()
     schedule: Schedule | None = None  # this domain's schedule (None: the matrix's [schedule])
     dataset: str = ""  # the dataset's name for messages (e.g. "DOTA"); the domain name if empty
+    # the share of the pool's groups held out as a labelled validation part (``benchmark.data``): no
+    # method or strategy sees it; every round is also scored on it (the record's ``validation``)
+    validation: float = 0.0
 
     @property
     def n_rounds(self) -> int:
@@ -95,10 +134,14 @@ class DomainSetup:
     def data_label(self) -> dict[str, Any]:
         """What identifies the data in a run id (never an absolute path)."""
         if self.root is None:
-            return {"synthetic": self.synthetic_size, "synthetic_seed": self.synthetic_seed}
-        if self.dataset:  # the matrix names the dataset (only then: other run ids do not change)
-            return {"root": Path(self.root).name, "dataset": self.dataset}
-        return {"root": Path(self.root).name}
+            out: dict[str, Any] = {"synthetic": self.synthetic_size, "synthetic_seed": self.synthetic_seed}
+        elif self.dataset:  # the matrix names the dataset (only then: other run ids do not change)
+            out = {"root": Path(self.root).name, "dataset": self.dataset}
+        else:
+            out = {"root": Path(self.root).name}
+        if self.validation:  # likewise: only with a validation part
+            out["validation"] = self.validation
+        return out
 
 
 @dataclass(frozen=True)
@@ -154,9 +197,10 @@ class Cell:
             "budget_unit": self.budget_unit,
             "schedule": asdict(self.schedule),
             "detector": self.detector,
-            # a weights file is named by its file name (no absolute path); `download` does not change it
+            # a weights or start file is named by its file name (no absolute path; the start's sha256
+            # is beside it); `download` does not change it
             "detector_options": {
-                k: (Path(v).name if k == "weights" else v)
+                k: (Path(v).name if k in ("weights", "start") else v)
                 for k, v in self.detector_options.items()
                 if k != "download"
             },
@@ -168,8 +212,6 @@ class Cell:
         }
 
     def code_versions(self) -> dict[str, str]:
-        from baselines.base import METHODS, STRATEGIES
-
         base, opts = parse_trainer(self.trainer)
         return {
             "trainer": METHODS.get(base)(**opts).version(),
@@ -180,13 +222,10 @@ class Cell:
     def run_id(self) -> str:
         return canonical_hash(self.canonical())
 
-    def seeds(self, n_rounds: int) -> dict[str, Any]:
-        return {
-            "init": seed_hash(self.seed, "init"),
-            "weights": seed_hash(self.seed, "weights"),
-            "train": [seed_hash(self.seed, "train", r) for r in range(n_rounds)],
-            "query": [seed_hash(self.seed, "query", r) for r in range(n_rounds)],
-        }
+    @property
+    def seeds(self) -> Seeds:
+        """The run's seeds by purpose (``Seeds``)."""
+        return Seeds(self.seed)
 
 
 @dataclass(frozen=True)
@@ -308,10 +347,6 @@ def load_matrix(
     sets: dict[str, dict[str, Any]] | None = None,
 ) -> Matrix:
     """Read a matrix and apply the CLI overrides; validate everything against the registries."""
-    from baselines.base import METHODS, STRATEGIES
-    from benchmark.detectors import PRESETS
-    from domains.base import DOMAINS
-
     path = find_matrix(name_or_path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -331,6 +366,7 @@ def load_matrix(
         "detector",
         "schedule",
         "real_data",
+        "validation",
     }
     unknown = set(raw) - known_top
     if unknown:
@@ -368,6 +404,7 @@ def load_matrix(
     warm = _bool(raw.get("warm_start", False), f"{path}: warm_start")
     top_reference = raw.get("reference", False)
     real_data = _bool(raw.get("real_data", False), f"{path}: real_data")
+    top_validation = raw.get("validation", 0.0)
     det_table = raw.get("detector", {"name": "tiny_fcos"})
     if not isinstance(det_table, dict):
         raise SpecError(f"{path}: [detector] must be a table")
@@ -376,9 +413,11 @@ def load_matrix(
     if det_name not in PRESETS:
         raise SpecError(f"{path}: unknown detector {det_name!r}; presets: {', '.join(PRESETS)}")
     from benchmark.detectors import check_weights
+    from benchmark.detectors.start import resolve_start
 
     try:
         check_weights(det_name, det)  # unknown options, and a missing weights file, before any training
+        det = resolve_start(det_name, det)  # a pretrained start gains its sha256 (run id, records)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
     sched_table = raw.get("schedule", {})
@@ -434,6 +473,11 @@ def load_matrix(
                 dom_schedule = Schedule(**{**top_schedule, **table["schedule"]})
             except (TypeError, ValueError) as exc:
                 raise SpecError(f"{path}: bad [domains.{d}.schedule] table ({exc})") from None
+        val = table.get("validation", top_validation)
+        if not isinstance(val, int | float) or isinstance(val, bool) or not 0.0 <= float(val) < 0.5:
+            raise SpecError(
+                f"{path}: validation of {d} must be a share of the pool's groups in [0, 0.5), got {val!r}"
+            )
         u = str(table.get("budget_unit", unit))
         if u not in ("images", "boxes"):
             raise SpecError(f"budget_unit must be 'images' or 'boxes', got {u!r}")
@@ -449,6 +493,7 @@ def load_matrix(
             fracs,
             dom_schedule,
             dataset,
+            float(val),
         )
     for extra in set(data_roots or {}) - set(setups):
         raise SpecError(f"--data-root names domain {extra!r}, which is not in this run's domains")

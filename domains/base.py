@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -222,6 +222,28 @@ def read_raster(path: str | Path, window: tuple[int, int, int, int] | None = Non
     return _to_uint8_rgb(np.moveaxis(data, 0, -1))
 
 
+def raster_info(path: str | Path) -> tuple[int, int, dict[str, Any]]:
+    """``(width, height, geo)`` of an image read from its header with rasterio (no pixel decode);
+    ``geo`` holds ``crs`` (WKT/EPSG string) and ``transform`` (the 6 affine coefficients) for a
+    georeferenced raster such as a GeoTIFF, and is empty otherwise."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                geo: dict[str, Any] = {}
+                if ds.crs is not None:
+                    geo["crs"] = ds.crs.to_string()
+                    geo["transform"] = [float(v) for v in tuple(ds.transform)[:6]]
+                return int(ds.width), int(ds.height), geo
+    except (RasterioError, OSError) as exc:
+        raise AnnotationError(path, 0, f"unreadable or corrupt image ({exc})") from exc
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` of an image file from its header (no pixel decode): Pillow, or rasterio for
     what Pillow cannot open (huge or GDAL-only rasters). A missing, empty, truncated-header or corrupt
@@ -237,13 +259,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
             with Image.open(path) as im:
                 w, h = im.size
     except Image.DecompressionBombError:
-        from domains.dota import raster_info
-
         w, h, _ = raster_info(path)
     except (OSError, SyntaxError, ValueError) as exc:
         try:  # formats only GDAL reads
-            from domains.dota import raster_info
-
             w, h, _ = raster_info(path)
         except AnnotationError:
             raise AnnotationError(path, 0, f"unreadable or corrupt image ({cut(str(exc), 160)})") from None
@@ -571,7 +589,8 @@ class MetricSpec:
 
 class Domain(ABC):
     """Base class of a domain adapter. Subclasses set the class attributes and implement
-    ``load``, ``verify`` and ``synthesize``.
+    ``load`` and ``verify``; ``synthesize`` runs the synthetic writer registered under the domain's
+    name (``@register_synthetic("<name>")`` in ``domains/synthetic/<name>.py``).
 
     Options (DOTA ``version``, fog ``beta``, pedestrian ``format``, …) are passed as keyword
     arguments; unknown options are a ``SpecError`` that lists the known ones.
@@ -609,9 +628,11 @@ class Domain(ABC):
         """Raise ``DatasetNotFoundError`` naming what is missing under ``root``."""
 
     @classmethod
-    @abstractmethod
     def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
-        """Write the synthetic dataset, in this domain's native format, under ``root``."""
+        """Write the synthetic dataset, in this domain's native format, under ``root``: the writer
+        registered under the domain's name (``SYNTHETIC_WRITERS``, found by name, so this layer never
+        imports the generators, which import the format code they write)."""
+        return SYNTHETIC_WRITERS.get(cls.name)(Path(root), seed=seed, size=size, progress=progress)
 
     # --- shared helpers -----------------------------------------------------------------------
     def available_splits(self, root: str | Path) -> tuple[str, ...]:
@@ -644,3 +665,15 @@ def register_domain(name: str):
 
 def get_domain(name: str, **options: Any) -> Domain:
     return DOMAINS.get(name)(**options)
+
+
+SyntheticWriter = Callable[..., Path]  # (root, seed=0, size="small", progress=True) -> root
+# the synthetic generators: ``domains/synthetic/<name>.py`` registers the writer of domain ``<name>``
+SYNTHETIC_WRITERS: Registry[SyntheticWriter] = Registry(
+    "synthetic writer", "labelbudget.synthetic", ("domains.synthetic",)
+)
+
+
+def register_synthetic(name: str):
+    """Decorator: ``@register_synthetic("dota")`` on ``write_dataset(root, seed, size, progress)``."""
+    return SYNTHETIC_WRITERS.register(name)

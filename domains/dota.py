@@ -63,8 +63,10 @@ from domains.base import (
     Sample,
     SpecError,
     digest_files,
+    raster_info,
     register_domain,
 )
+from domains.patching import assign_objects, patch_id, windows
 
 CLASSES_V1_0 = (
     "plane",
@@ -229,28 +231,6 @@ def format_label_file(
         coords = " ".join(f"{v:.1f}" for v in poly)
         lines.append(f"{coords} {name} {int(d)}")
     return "\n".join(lines) + ("\n" if lines else "")
-
-
-def raster_info(path: Path) -> tuple[int, int, dict[str, Any]]:
-    """``(width, height, geo)`` of an image read from its header with rasterio (no pixel decode);
-    ``geo`` holds ``crs`` (WKT/EPSG string) and ``transform`` (the 6 affine coefficients) for a
-    georeferenced raster such as a GeoTIFF, and is empty otherwise."""
-    import warnings
-
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
-                geo: dict[str, Any] = {}
-                if ds.crs is not None:
-                    geo["crs"] = ds.crs.to_string()
-                    geo["transform"] = [float(v) for v in tuple(ds.transform)[:6]]
-                return int(ds.width), int(ds.height), geo
-    except (RasterioError, OSError) as exc:
-        raise AnnotationError(path, 0, f"unreadable or corrupt image ({exc})") from exc
 
 
 def _geometry_file(root: Path) -> dict[str, int]:
@@ -490,12 +470,6 @@ class DOTA(Domain):
         ds.scenes = scenes  # type: ignore[attr-defined]
         return ds
 
-    @classmethod
-    def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
-        from domains.synthetic.dota import write_dataset
-
-        return write_dataset(Path(root), seed=seed, size=size, progress=progress)
-
 
 def cut_scene(
     scene: Sample, size: int, gap: int, iof_thr: float = 0.7, report: LoadReport | None = None
@@ -503,7 +477,6 @@ def cut_scene(
     """The patches of one scene ``Sample`` (see ``domains.patching``): ids ``<scene>__<size>__<x>___<y>``,
     ``group`` = the scene, ``window`` = the patch inside the scene's file. Objects that land in no patch
     (IoF below ``iof_thr`` everywhere) are counted in ``report``."""
-    from domains.patching import assign_objects, patch_id, windows
 
     assert scene.polygons is not None and scene.difficult is not None
     out = []

@@ -424,9 +424,3 @@ class FoggyCityscapes(Domain):
         return DomainDataset(
             self.name, split, self.classes, samples, digest, report, options=dict(self.options)
         )
-
-    @classmethod
-    def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
-        from domains.synthetic.foggy_cityscapes import write_dataset
-
-        return write_dataset(Path(root), seed=seed, size=size, progress=progress)

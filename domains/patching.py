@@ -1,7 +1,7 @@
 """Cutting large scenes into patches and merging patch detections back to scene coordinates.
 
 This is the window algorithm of the split tool most DOTA papers use (mmrotate / BboxToolkit
-``img_split.py``, also Ultralytics ``split_dota.py``; facts in ``shared/research/datasets.md`` §1.4-1.5,
+``img_split.py``, also Ultralytics ``split_dota.py``; facts in ``docs/sources.md#dota-patches``,
 the code here is our own):
 
 * windows of ``size`` px step by ``size - gap``; along an axis shorter than ``size`` there is one window;
@@ -17,7 +17,7 @@ the code here is our own):
 
 ``merge_patch_predictions`` shifts every patch detection by its window offset and removes the duplicates
 that overlapping windows produce with class-wise NMS per scene: axis-aligned NMS for boxes, polygon NMS
-(``benchmark.metrics.dota.poly_iou``) for oriented detections, keeping a detection when its IoU with every
+(``domains.geometry.poly_iou``) for oriented detections, keeping a detection when its IoU with every
 higher-scored kept one is ``<= 0.1`` (the DOTA devkit's ``ResultMerge_multi_process`` threshold).
 """
 
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from domains.geometry import hbb_iou, poly_iou
 
 __all__ = [
     "window_starts",
@@ -161,8 +163,6 @@ class MergedDetections:
 def nms(geom: np.ndarray, scores: np.ndarray, iou_thresh: float = 0.1) -> np.ndarray:
     """Greedy NMS: indices kept, by descending score (stable on ties). ``geom`` is (N, 4) xyxy boxes
     or (N, 8) polygons; a detection is kept when its IoU with every kept one is ``<= iou_thresh``."""
-    from benchmark.metrics.dota import hbb_iou, poly_iou
-
     geom = np.asarray(geom, np.float64)
     n = len(geom)
     if n == 0:

@@ -402,7 +402,8 @@ def parse_vbb(path: str | Path) -> tuple[int, list[list[tuple[int, np.ndarray, i
 
 
 def detect_format(root: str | Path) -> str:
-    """The dataset format of ``root`` (DESIGN §5): raises when none or several match."""
+    """The dataset format of ``root`` (``docs/protocol.md#dataset-layouts``): raises when none or
+    several match."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetNotFoundError(f"pedestrian root {root} does not exist")
@@ -717,9 +718,3 @@ class Pedestrian(Domain):
                         )
                     )
         return samples, used
-
-    @classmethod
-    def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
-        from domains.synthetic.pedestrian import write_dataset
-
-        return write_dataset(Path(root), seed=seed, size=size, progress=progress)

@@ -7,10 +7,10 @@ Features
     ``ship``, crashed ``aircraft`` and drowning victims ``human``. The domain shift is survey to survey
     (another sonar frequency, noise level, seabed): ``source`` is one survey, ``pool`` and ``test`` the
     other. What is confirmed of SCTD is its size (596 images) and its three classes; its annotation
-    format (VOC XML) and any official split are not (``shared/research/datasets.md`` §4.1), so this
+    format (VOC XML) and any official split are not (``docs/sources.md#dataset-formats``), so this
     adapter reads the common VOC layout and the split files that come with the data.
 
-Format (DESIGN §5)
+Format (``docs/protocol.md#dataset-layouts``)
     ``ROOT/JPEGImages/<id>.{jpg,png,tif,bmp}``, ``ROOT/Annotations/<id>.xml`` (Pascal VOC: ``size/width``,
     ``size/height``, ``object/name``, ``object/difficult``, ``object/bndbox/{xmin,ymin,xmax,ymax}``),
     ``ROOT/ImageSets/Main/{train,test,source}.txt`` (one id a line; ``pool`` = train, ``test`` = test,
@@ -60,6 +60,7 @@ from domains.base import (
     check_relative,
     cut,
     digest_files,
+    raster_info,
     register_domain,
 )
 
@@ -340,8 +341,6 @@ class Sonar(Domain):
         return out
 
     def load(self, root: str | Path, split: str, lenient: bool = False) -> DomainDataset:
-        from domains.dota import raster_info
-
         root = Path(root)
         self.check_split(split)
         self.verify(root)
@@ -436,9 +435,3 @@ class Sonar(Domain):
         return DomainDataset(
             self.name, split, classes, samples, digest_files(ann_files), report, options=dict(self.options)
         )
-
-    @classmethod
-    def synthesize(cls, root: str | Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
-        from domains.synthetic.sonar import write_dataset
-
-        return write_dataset(Path(root), seed=seed, size=size, progress=progress)

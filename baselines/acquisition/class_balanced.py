@@ -1,7 +1,7 @@
 """Class-balanced acquisition: favour images whose predictions contain classes rare in the labels.
 
 Motivation: long-tailed detection sets (DOTA's head/mid/tail classes; the minority samples ASDL
-sends to the oracle, research/methods.md §5) are learned badly from a random sample; querying the
+sends to the oracle, ``docs/sources.md``) are learned badly from a random sample; querying the
 images where the model sees rare classes balances the labelled set. Our formulation (no single
 paper defines it): the rarity of class c is its smoothed inverse frequency among the labelled boxes,
 ``w_c = (n + C) / (C * (n_c + 1))`` (1 for a uniform label set, large for unseen classes); a

@@ -1,8 +1,8 @@
 """Cluster-guided diversity: k-means on embeddings, boundary samples whose neighbours disagree.
 
-The "clustering structure-guided" active learning of the seed paper (the issue's description:
-cluster the pool, prefer samples near cluster boundaries whose neighbours disagree). The paper's
-exact formulas are not available to us; this is our reconstruction:
+"Clustering structure-guided" active learning, known to us only by its idea: cluster the pool and
+prefer samples near cluster boundaries whose neighbours disagree. No paper's exact formulas were
+available to us; this is our reconstruction:
 
 1. k-means (k-means++ seeding from the query generator, ``iters`` Lloyd steps) on the
    L2-normalised ``embed`` features of labelled + unlabelled images, ``n_clusters`` clusters

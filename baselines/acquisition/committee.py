@@ -29,6 +29,7 @@ from torchvision.ops import box_iou
 from baselines.base import QueryContext, ScoreStrategy, register_strategy
 from benchmark.training import predict_all
 from domains.base import SpecError
+from domains.geometry import poly_iou
 
 
 def _flip_back(boxes: np.ndarray, w: int, h: int, axis: str) -> np.ndarray:
@@ -65,8 +66,6 @@ def disagreement(ref, other, n_classes: int) -> np.ndarray:
     if len(other.boxes) == 0:
         return np.full(len(ref.boxes), 1.0 + np.log(n_classes))
     if getattr(ref, "polygons", None) is not None and getattr(other, "polygons", None) is not None:
-        from benchmark.metrics.dota import poly_iou
-
         iou = poly_iou(ref.polygons, other.polygons)
     else:
         iou = box_iou(torch.from_numpy(ref.boxes), torch.from_numpy(other.boxes)).numpy()

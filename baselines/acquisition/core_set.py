@@ -1,7 +1,7 @@
 """Core-set acquisition: greedy k-centre on the detector's image embeddings.
 
 Paper: O. Sener and S. Savarese, "Active Learning for Convolutional Neural Networks: A Core-Set
-Approach", ICLR 2018 (research/methods.md §6.3; PPAL's ``k_centroid_greedy`` is the same
+Approach", ICLR 2018 (arXiv 1708.00489; PPAL's ``k_centroid_greedy`` is the same
 procedure). Confirmed: embed every image (penultimate features), then repeatedly add the
 unlabelled point that maximises its distance to the nearest already chosen or labelled point,
 until the budget is used. Ours: the embeddings are ``model.embed`` (pooled deepest backbone

@@ -1,7 +1,7 @@
 """Least-confidence and margin acquisition: per-detection classification uncertainty, per image.
 
 Per detection (Brust et al., VISAPP 2019, "Active Learning for Deep Object Detection"; the usual
-classification-uncertainty scores of AL for detection, research/methods.md §6.3):
+classification-uncertainty scores of AL for detection, ``docs/sources.md``):
 
 * least confidence ``1 - max_c p_c``;
 * margin ``1 - (p_1 - p_2)`` (one minus the gap between the two most likely classes; higher =

@@ -1,7 +1,7 @@
 """Localization stability: query images whose boxes move when the input is perturbed.
 
 Paper: C.-C. Kao, T.-Y. Lee, P. Sen, M.-Y. Liu, "Localization-Aware Active Learning for Object
-Detection", ACCV 2018 (research/methods.md §6.3; re-implemented in we1pingyu/CALD
+Detection", ACCV 2018 (``docs/sources.md#active-learning-strategies``; re-implemented in we1pingyu/CALD
 ``ls_c_train.py``). Confirmed procedure:
 
 1. reference detections on the clean image (the top ``top_k`` = 30 by score ``P_max``);
@@ -29,6 +29,7 @@ from torchvision.ops import box_iou
 
 from baselines.base import QueryContext, ScoreStrategy, register_strategy
 from benchmark.training import predict_all
+from domains.geometry import poly_iou
 
 
 @register_strategy("localization_stability")
@@ -55,8 +56,7 @@ class LocalizationStability(ScoreStrategy):
             preds = predict_all(ctx.model, noisy, device=ctx.device)
             for i, p in zip(todo, preds, strict=True):
                 if len(p.boxes) and refs[i][2] is not None and p.polygons is not None:
-                    from benchmark.metrics.dota import poly_iou  # oriented detections: polygon IoU
-
+                    # oriented detections: polygon IoU
                     iou_sum[i] += poly_iou(refs[i][2], p.polygons).max(1)
                 elif len(p.boxes):
                     m = box_iou(torch.from_numpy(refs[i][0]), torch.from_numpy(p.boxes)).max(1).values

@@ -1,7 +1,7 @@
 """Triple-EMA disagreement: query images on which the three EMA teachers disagree, tail classes first.
 
 The acquisition strategy paired with ``triple_ema`` (Chen et al., EAAI 2026; the paper's own
-acquisition, if any, is not known: research/methods.md §4, so this is our reconstruction). A
+acquisition, if any, is not known: ``docs/sources.md#triple-ema``; this is our reconstruction). A
 ``triple_ema`` model carries the three averages of its student (E1, E2, E3, or the three teachers
 of ``mode = "ensemble"``) in ``committee_states``; the three look at the student's trajectory over
 three time scales, so where they disagree the model is still moving.

@@ -19,6 +19,11 @@ torchvision's weights enum. ``download = true`` lets torchvision fetch it into t
 matrix is validated (a machine with internet), before any training. A missing file fails matrix
 validation with one line naming it.
 
+Starting weights (``benchmark.detectors.start``): ``[detector] start = "random"`` (the default: the
+seed's initialisation), ``"pretrained"`` (the shared pretrained start shipped for ``tiny_fcos_xs``,
+trained by ``labelbudget pretrain`` on a synthetic corpus disjoint from every domain: every tensor but
+the class output layer is loaded on top of the seed's initialisation) or a checkpoint path.
+
 Every preset takes ``oriented = true`` (``[detector] oriented = true`` in a matrix, or
 ``build_detector(name, C, oriented=True)``), or ``oriented = "auto"``: oriented on domains whose
 ``box_type`` is ``"obb"`` (DOTA), horizontal elsewhere (the setting for a matrix that mixes
@@ -42,6 +47,7 @@ from typing import Any
 
 from benchmark.detectors.base import Batch, Prediction, images_to_tensors, make_batch
 from benchmark.detectors.fcos import FCOS, FCOSConfig
+from benchmark.detectors.start import START_KEYS, check_start, load_start, start_path
 from domains.base import SpecError
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -69,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-WEIGHT_KEYS = ("weights", "download")  # detector options that are not FCOSConfig fields
+WEIGHT_KEYS = ("weights", "download", *START_KEYS)  # detector options that are not FCOSConfig fields
 
 
 def detector_options(name: str) -> list[str]:
@@ -101,6 +107,7 @@ def check_weights(name: str, options: dict[str, Any]) -> Path | None:
         raise SpecError(
             f"unknown detector option(s) {sorted(bad)} for {name}; known: {', '.join(detector_options(name))}"
         )
+    check_start(name, options)  # [detector] start: "random" | "pretrained" | a checkpoint path
     pretrained = options.get("pretrained", PRESETS[name].get("pretrained", False))
     if not isinstance(pretrained, bool):
         raise SpecError(f"[detector] pretrained must be true or false, got {pretrained!r}")
@@ -193,8 +200,12 @@ def build_detector(name: str, num_classes: int, box_type: str | None = None, **o
     if path is not None and path != hub_weights_file():
         model = FCOS(replace(cfg, pretrained=False))  # an explicit file: loaded here, nothing fetched
         _load_backbone(model, path)
-        return model
-    return FCOS(cfg)  # the hub cache file: torchvision's weights enum loads it (no network)
+    else:
+        model = FCOS(cfg)  # the hub cache file: torchvision's weights enum loads it (no network)
+    start = start_path(name, overrides.get("start"))
+    if start is not None:  # the shared pretrained start (benchmark.detectors.start); head.cls stays
+        load_start(model, start)
+    return model
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The one detector interface every method trains and queries (DESIGN §3).
+"""The one detector interface every method trains and queries (``docs/protocol.md#detector-interface``).
 
 ``Detector`` is a ``torch.nn.Module`` with:
 
@@ -55,18 +55,23 @@ def images_to_tensors(images: list[np.ndarray]) -> list[torch.Tensor]:
 
 
 def make_batch(images: list[torch.Tensor]) -> Batch:
-    """Stack uint8 (3, H, W) tensors into a normalised batch padded to a multiple of 32."""
+    """Stack uint8 (3, H, W) tensors into a normalised batch padded to a multiple of 32: each pixel
+    ``(x / 255 - MEAN) / STD``, the padding (bottom/right) the normalised zero, 0."""
     sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
     H = pad_to(max(h for h, _ in sizes))
     W = pad_to(max(w for _, w in sizes))
-    out = torch.zeros((len(images), 3, H, W), dtype=torch.float32)
-    for i, im in enumerate(images):
-        out[i, :, : im.shape[1], : im.shape[2]] = im.float().div_(255.0)
-    out = (out - MEAN) / STD
-    # padding is "black" after normalisation: set it back to the normalised zero
-    for i, (h, w) in enumerate(sizes):
-        if h < H:
-            out[i, :, h:, :] = 0.0
-        if w < W:
-            out[i, :, :, w:] = 0.0
+    padded = any(s != (H, W) for s in sizes)
+    if not padded:
+        raw = torch.stack(images)
+    else:  # the images on one raw (uint8) canvas, normalised together below
+        raw = images[0].new_zeros((len(images), 3, H, W))
+        for i, (im, (h, w)) in enumerate(zip(images, sizes, strict=True)):
+            raw[i, :, :h, :w] = im
+    out = raw.float().div_(255.0).sub_(MEAN).div_(STD)  # in place: one float tensor in all
+    if padded:  # padding is "black" after normalisation: set it back to the normalised zero
+        for i, (h, w) in enumerate(sizes):
+            if h < H:
+                out[i, :, h:, :] = 0.0
+            if w < W:
+                out[i, :, :, w:] = 0.0
     return Batch(out, sizes)

@@ -192,19 +192,60 @@ class FCOSConfig:
 
 
 def _smallest_match(ok: torch.Tensor, area: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per location (rows of ``ok`` (L, G)), the candidate object of smallest ``area`` (FCOS's rule for
-    a location inside several boxes): its index, and whether the location has any candidate."""
-    area = torch.where(ok, area, torch.full_like(area, math.inf))
-    best_area, best = area.min(1)
+    """Per location (``ok`` (..., L, G): the candidate objects along the last dimension), the candidate
+    object of smallest ``area`` (FCOS's rule for a location inside several boxes): its index, and
+    whether the location has any candidate. Ties go to the first object (``min``'s documented
+    rule), so objects padded at the end of a batch never change a pick."""
+    area = torch.where(ok, area, math.inf)
+    best_area, best = area.min(-1)
     return best, torch.isfinite(best_area)
 
 
-def _mark_ignored(lab: torch.Tensor, boxes: torch.Tensor, ignore: torch.Tensor, x, y) -> None:
-    """Background locations (label < 0) strictly inside an ignore object's box become ignored (-2)."""
-    if ignore.any():
-        ig = boxes[ignore]
-        in_ig = ((x > ig[:, 0]) & (x < ig[:, 2]) & (y > ig[:, 1]) & (y < ig[:, 3])).any(1)
-        lab[in_ig & (lab < 0)] = -2
+def _mark_ignored(lab: torch.Tensor, ig: torch.Tensor, ig_valid: torch.Tensor, x, y) -> torch.Tensor:
+    """Background locations (label < 0) strictly inside an ignore object's box become ignored (-2).
+    ``lab`` (b, L); ``ig`` (b, G, 4) the images' ignore boxes, padded; ``ig_valid`` (b, G)."""
+    if not ig_valid.any():
+        return lab
+    ig = ig[:, None]  # (b, 1, G, 4) against x, y (L, 1)
+    inside = (x > ig[..., 0]) & (x < ig[..., 2]) & (y > ig[..., 1]) & (y < ig[..., 3])
+    in_ig = (inside & ig_valid[:, None]).any(-1)
+    return torch.where(in_ig & (lab < 0), -2, lab)
+
+
+def _padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image rows (G_i, ...) -> one zero-padded tensor (b, max G_i, ...) and its validity (b, G)."""
+    counts = torch.tensor([len(r) for r in rows])
+    valid = torch.arange(int(counts.max()) if len(rows) else 0)[None] < counts[:, None]
+    flat = torch.cat(rows)
+    out = flat.new_zeros((len(rows), valid.shape[1], *flat.shape[1:]))
+    out[valid] = flat
+    return out, valid
+
+
+def _assigned(rows: torch.Tensor, best: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """The rows (b, G, K) of the objects ``best`` (b, L) at the positive locations ``pos``, zeros
+    elsewhere: (b, L, K)."""
+    picked = rows.gather(1, best[..., None].expand(-1, -1, rows.shape[-1]))
+    return torch.where(pos[..., None], picked, 0.0)
+
+
+# a batch's (images x locations x objects) assignment tensors are built for groups of images of
+# at most this many elements each (a few MB; batches of large images with many objects are split)
+_ASSIGN_ELEMENTS = 1 << 21
+
+
+def _image_groups(counts: list[int], n_locs: int, cap: int | None = None) -> list[slice]:
+    """Consecutive images in groups whose (images x locations x most objects) stays within ``cap``
+    (default ``_ASSIGN_ELEMENTS``; a group holds at least one image)."""
+    cap = _ASSIGN_ELEMENTS if cap is None else cap
+    groups, start, most = [], 0, 0
+    for i, n in enumerate(counts):
+        if i > start and (i - start + 1) * n_locs * max(most, n) > cap:
+            groups.append(slice(start, i))
+            start, most = i, 0
+        most = max(most, n)
+    groups.append(slice(start, len(counts)))
+    return groups
 
 
 class FCOS(nn.Module):
@@ -284,42 +325,43 @@ class FCOS(nn.Module):
 
     @torch.no_grad()
     def assign(self, targets: list[dict], locs: list[torch.Tensor]):
-        """FCOS targets: per image (labels (L,) with -1 = background, -2 = ignored, boxes (L, 4))."""
+        """FCOS targets: per image (labels (L,) with -1 = background, -2 = ignored, boxes (L, 4)).
+        The images of a batch are assigned together, objects padded to the largest count
+        (``_padded``); every element is computed as for one image alone (bit-identical)."""
         all_locs, lo, hi, stride = self._location_tables(locs)
-        out_labels, out_boxes = [], []
-        x, y = all_locs[:, 0:1], all_locs[:, 1:2]
+        L = len(all_locs)
+        x, y = all_locs[:, 0:1], all_locs[:, 1:2]  # (L, 1): locations along dim -2, objects along -1
+        rad = stride[:, None] * self.cfg.center_radius
+        lo, hi = lo[:, None], hi[:, None]
+        objects = []
         for t in targets:
-            boxes, labels = t["boxes"], t["labels"]
+            boxes, labels = t["boxes"].reshape(-1, 4), t["labels"]
             ignore = t.get("ignore")
             if ignore is None:
                 ignore = torch.zeros(len(boxes), dtype=torch.bool)
-            lab = torch.full((len(all_locs),), -1, dtype=torch.long)
-            bx = torch.zeros((len(all_locs), 4))
-            pos_boxes, pos_labels = boxes[~ignore], labels[~ignore]
-            if len(pos_boxes):
-                l_ = x - pos_boxes[:, 0]
-                t_ = y - pos_boxes[:, 1]
-                r_ = pos_boxes[:, 2] - x
-                b_ = pos_boxes[:, 3] - y
-                ltrb = torch.stack([l_, t_, r_, b_], 2)  # (L, G, 4)
-                inside = ltrb.min(2).values > 0
-                cx = (pos_boxes[:, 0] + pos_boxes[:, 2]) / 2
-                cy = (pos_boxes[:, 1] + pos_boxes[:, 3]) / 2
-                rad = stride[:, None] * self.cfg.center_radius
+            objects.append((boxes[~ignore], labels[~ignore].long(), boxes[ignore]))
+        out_labels = torch.full((len(targets), L), -1, dtype=torch.long)
+        out_boxes = torch.zeros((len(targets), L, 4))
+        for g in _image_groups([len(o[0]) for o in objects], L):
+            part = objects[g]
+            lab = out_labels[g]
+            pb, valid = _padded([o[0] for o in part])  # (b, G, 4)
+            if pb.shape[1]:
+                pl, _ = _padded([o[1] for o in part])
+                bx1, by1, bx2, by2 = (pb[:, None, :, k] for k in range(4))  # (b, 1, G)
+                l_, t_, r_, b_ = x - bx1, y - by1, bx2 - x, by2 - y  # (b, L, G)
+                inside = torch.minimum(torch.minimum(l_, t_), torch.minimum(r_, b_)) > 0
+                cx = (bx1 + bx2) / 2
+                cy = (by1 + by2) / 2
                 near = ((x - cx).abs() < rad) & ((y - cy).abs() < rad)
-                m = ltrb.max(2).values
-                in_range = (m >= lo[:, None]) & (m <= hi[:, None])
-                ok = inside & near & in_range
-                area = ((pos_boxes[:, 2] - pos_boxes[:, 0]) * (pos_boxes[:, 3] - pos_boxes[:, 1]))[
-                    None
-                ].expand_as(ok)
-                best, pos = _smallest_match(ok, area)
-                lab[pos] = pos_labels[best[pos]]
-                bx[pos] = pos_boxes[best[pos]]
-            _mark_ignored(lab, boxes, ignore, x, y)
-            out_labels.append(lab)
-            out_boxes.append(bx)
-        return torch.stack(out_labels), torch.stack(out_boxes)
+                m = torch.maximum(torch.maximum(l_, t_), torch.maximum(r_, b_))
+                ok = inside & near & (m >= lo) & (m <= hi) & valid[:, None]
+                best, pos = _smallest_match(ok, (bx2 - bx1) * (by2 - by1))
+                lab = torch.where(pos, pl.gather(1, best), lab)
+                out_boxes[g] = _assigned(pb, best, pos)
+            ig, ig_valid = _padded([o[2] for o in part])
+            out_labels[g] = _mark_ignored(lab, ig, ig_valid, x, y)
+        return out_labels, out_boxes
 
     @torch.no_grad()
     def assign_oriented(self, targets: list[dict], locs: list[torch.Tensor]):
@@ -335,8 +377,12 @@ class FCOS(nn.Module):
         from benchmark.detectors.obb import boxes_to_rbox, poly_to_rbox, to_box_frame
 
         all_locs, lo, hi, stride = self._location_tables(locs)
-        x, y = all_locs[:, 0:1], all_locs[:, 1:2]
-        out_labels, out_boxes, out_rb = [], [], []
+        L = len(all_locs)
+        x, y = all_locs[:, 0:1], all_locs[:, 1:2]  # (L, 1): locations along dim -2, objects along -1
+        half = stride[:, None] / 2
+        rad = stride[:, None] * self.cfg.center_radius
+        lo, hi = lo[:, None], hi[:, None]
+        objects = []
         for t in targets:
             boxes, labels = t["boxes"].reshape(-1, 4).float(), t["labels"]
             ignore = t.get("ignore")
@@ -345,34 +391,35 @@ class FCOS(nn.Module):
             polys = t.get("polygons")
             if polys is not None and len(polys) != len(boxes):
                 raise ValueError(f"a target has {len(polys)} polygons for {len(boxes)} boxes")
+            # per image, as a whole: the rotated boxes' trigonometry never depends on the batch
             rb_all = poly_to_rbox(polys.reshape(-1, 8).float()) if polys is not None else boxes_to_rbox(boxes)
-            lab = torch.full((len(all_locs),), -1, dtype=torch.long)
-            bx = torch.zeros((len(all_locs), 4))
-            rbx = torch.zeros((len(all_locs), 5))
             keep = ~ignore & (rb_all[:, 2] > 0) & (rb_all[:, 3] > 0)
-            rb, pos_boxes, pos_labels = rb_all[keep], boxes[keep], labels[keep]
-            if len(rb):
-                G, L = len(rb), len(all_locs)
-                u, v = to_box_frame(all_locs[:, None, :].expand(L, G, 2), rb[None].expand(L, G, 5))
-                hw, hh = rb[:, 2] / 2, rb[:, 3] / 2
-                ltrb = torch.stack([u + hw, v + hh, hw - u, hh - v], 2)  # (L, G, 4) in the box frames
-                half = stride[:, None] / 2
+            objects.append((rb_all[keep], boxes[keep], labels[keep].long(), boxes[ignore]))
+        B = len(targets)
+        out_labels = torch.full((B, L), -1, dtype=torch.long)
+        out_boxes = torch.zeros((B, L, 4))
+        out_rb = torch.zeros((B, L, 5))
+        for g in _image_groups([len(o[0]) for o in objects], L):
+            part = objects[g]
+            lab = out_labels[g]
+            rb, valid = _padded([o[0] for o in part])  # (b, G, 5)
+            if rb.shape[1]:
+                pb, _ = _padded([o[1] for o in part])
+                pl, _ = _padded([o[2] for o in part])
+                u, v = to_box_frame(all_locs[:, None, :], rb[:, None])  # (b, L, G) each
+                hw, hh = rb[:, None, :, 2] / 2, rb[:, None, :, 3] / 2  # (b, 1, G)
+                # the largest of the box-frame distances l, t, r, b
+                m = torch.maximum(torch.maximum(u + hw, v + hh), torch.maximum(hw - u, hh - v))
                 inside = (u.abs() < torch.maximum(hw, half)) & (v.abs() < torch.maximum(hh, half))
-                rad = stride[:, None] * self.cfg.center_radius
                 near = (u.abs() < rad) & (v.abs() < rad)
-                m = ltrb.max(2).values
-                in_range = (m >= lo[:, None]) & (m <= hi[:, None])
-                ok = inside & near & in_range
-                area = (rb[:, 2] * rb[:, 3])[None].expand_as(ok)
-                best, pos = _smallest_match(ok, area)
-                lab[pos] = pos_labels[best[pos]]
-                bx[pos] = pos_boxes[best[pos]]
-                rbx[pos] = rb[best[pos]]
-            _mark_ignored(lab, boxes, ignore, x, y)
-            out_labels.append(lab)
-            out_boxes.append(bx)
-            out_rb.append(rbx)
-        return torch.stack(out_labels), torch.stack(out_boxes), torch.stack(out_rb)
+                ok = inside & near & (m >= lo) & (m <= hi) & valid[:, None]
+                best, pos = _smallest_match(ok, rb[:, None, :, 2] * rb[:, None, :, 3])
+                lab = torch.where(pos, pl.gather(1, best), lab)
+                out_boxes[g] = _assigned(pb, best, pos)
+                out_rb[g] = _assigned(rb, best, pos)
+            ig, ig_valid = _padded([o[3] for o in part])
+            out_labels[g] = _mark_ignored(lab, ig, ig_valid, x, y)
+        return out_labels, out_boxes, out_rb
 
     def oriented_regression(
         self, out: dict, mask: torch.Tensor

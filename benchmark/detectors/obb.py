@@ -29,6 +29,8 @@ import math
 import numpy as np
 import torch
 
+from domains.geometry import poly_iou
+
 
 def normalize_rbox(rb: torch.Tensor) -> torch.Tensor:
     """The same boxes with ``theta`` in ``[-pi/2, pi/2)`` (sides kept, angle shifted by k pi)."""
@@ -164,14 +166,12 @@ def polygon_nms(
     max_keep: int | None = None,
     chunk: int = 64,
 ) -> np.ndarray:
-    """Class-wise greedy NMS with exact polygon IoU (``benchmark.metrics.dota.poly_iou``): indices
+    """Class-wise greedy NMS with exact polygon IoU (``domains.geometry.poly_iou``): indices
     kept, by descending score (stable on ties); a detection is kept when its IoU with every
     higher-scored kept one of its class is ``<= thresh``. ``max_keep``: stop after that many (the
     same first ones a full pass keeps). Candidates are taken in score-ordered chunks, each tested
     against the kept ones and then greedily among itself, so a crowded image costs
     O(candidates x kept) polygon clippings, not O(candidates^2)."""
-    from benchmark.metrics.dota import poly_iou
-
     n = len(polys)
     if n == 0:
         return np.zeros(0, np.int64)

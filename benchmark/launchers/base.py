@@ -204,7 +204,8 @@ def execute_job(
     """Claim one planned cell and run it to completion (``labelbudget run-cell``)."""
     import torch
 
-    from benchmark.protocol import load_domain_data, run_cell, run_path
+    from benchmark.data import load_domain_data
+    from benchmark.protocol import run_cell, run_path
     from benchmark.runstate import LostLeaseError, claim_cell, record_failure
 
     out, entry, cell = load_plan_entry(out, cell_id)

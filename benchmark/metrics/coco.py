@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.detectors.base import Prediction
-from benchmark.evaluation import register_protocol
+from benchmark.metrics import register_protocol
 from domains.base import Sample
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

@@ -1,7 +1,7 @@
 """Pedestrian log-average miss rate (MR^-2), the Caltech / CityPersons protocol.
 
 Protocol: Caltech toolbox ``dbEval.m`` v3.2.1 / ``bbGt.m`` (``evalRes``, ``compRoc``) and CityPersons
-``eval_MR_multisetup.py`` (behaviour as documented in ``shared/research/datasets.md`` §0 and §3; the code
+``eval_MR_multisetup.py`` (the facts used are listed in ``docs/sources.md#pedestrian-mr-2``; the code
 here is a fresh implementation, not a copy). Checked against hand-computed curves in
 ``tests/metrics/test_pedestrian_metric.py``.
 
@@ -43,6 +43,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from benchmark.metrics import register_protocol
 
 __all__ = ["REF_FPPI", "SETUPS", "log_average_miss_rate", "miss_rate_at", "evaluate_mr"]
 
@@ -296,10 +298,4 @@ def _mr2_protocol(domain: Any, test: Any, preds: Sequence[Any]) -> tuple[dict[st
     return res, impl
 
 
-def _register() -> None:
-    from benchmark.evaluation import register_protocol
-
-    register_protocol("mr2")(_mr2_protocol)
-
-
-_register()
+register_protocol("mr2")(_mr2_protocol)

@@ -2,7 +2,7 @@
 S-measure.
 
 Protocol: the definitions of PySODMetrics (``lartpang/PySODMetrics`` ``sod_metrics.py``) and of Fan's
-MATLAB toolbox, as documented in ``shared/research/datasets.md`` §4.5 (fresh implementation, not a copy);
+MATLAB toolbox (facts in ``docs/sources.md#saliency``; a fresh implementation, not a copy);
 checked against small hand-computed masks in ``tests/metrics/test_saliency_metric.py``.
 
 * Inputs: ``pred`` is a foreground map with values in [0, 1] (float), ``gt`` a binary mask of the same
@@ -37,6 +37,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from benchmark.metrics import register_protocol
 
 __all__ = [
     "BETA2",
@@ -227,40 +229,32 @@ def evaluate_saliency(preds: Any, gts: Any, normalize: bool = False) -> dict[str
 # ------------------------------------------------------------------------------------------------
 
 
-def _register_protocol() -> None:
-    """Register ``saliency`` (dense) with ``benchmark.evaluation``; imported lazily so that the pure
-    metric functions above do not pull in the detector stack."""
-    from benchmark.evaluation import register_protocol
+@register_protocol("saliency", dense=True)
+def saliency_protocol(domain, test, preds) -> tuple[dict[str, Any], str]:
+    """Saliency metrics of the detector's foreground maps (``Prediction.dense["foreground"]``,
+    the max-class probability on the finest FCOS level, covering ``ceil(h / s) x ceil(w / s)``
+    cells of the image) resized bilinearly to each image and scored against the sample's mask
+    (``meta["mask"]`` array or ``meta["mask_path"]``, 0/255). Samples without a mask are left out;
+    with none at all every value is NaN."""
+    from PIL import Image
 
-    @register_protocol("saliency", dense=True)
-    def saliency_protocol(domain, test, preds) -> tuple[dict[str, Any], str]:
-        """Saliency metrics of the detector's foreground maps (``Prediction.dense["foreground"]``,
-        the max-class probability on the finest FCOS level, covering ``ceil(h / s) x ceil(w / s)``
-        cells of the image) resized bilinearly to each image and scored against the sample's mask
-        (``meta["mask"]`` array or ``meta["mask_path"]``, 0/255). Samples without a mask are left out;
-        with none at all every value is NaN."""
-        from PIL import Image
-
-        maps, masks = [], []
-        for s, p in zip(test, preds, strict=True):
-            gt = s.meta.get("mask")
-            if gt is None and s.meta.get("mask_path"):
-                with Image.open(s.meta["mask_path"]) as im:
-                    gt = np.asarray(im.convert("L"))
-            if gt is None:
-                continue
-            fg = p.dense.get("foreground") if p.dense else None
-            if fg is None:
-                raise ValueError("the saliency protocol needs dense foreground maps (predict(dense=True))")
-            maps.append(resize_map(fg, gt.shape[:2]))
-            masks.append(gt)
-        impl = "saliency (PySODMetrics definitions, benchmark.metrics.saliency)"
-        if not maps:
-            nan = float("nan")
-            return {k: nan for k in ("MAE", "PixelAcc", "adpF", "S", "maxF", "meanF")}, impl
-        res: dict[str, Any] = dict(evaluate_saliency(maps, masks))
-        res["n_images"] = len(maps)
-        return res, impl
-
-
-_register_protocol()
+    maps, masks = [], []
+    for s, p in zip(test, preds, strict=True):
+        gt = s.meta.get("mask")
+        if gt is None and s.meta.get("mask_path"):
+            with Image.open(s.meta["mask_path"]) as im:
+                gt = np.asarray(im.convert("L"))
+        if gt is None:
+            continue
+        fg = p.dense.get("foreground") if p.dense else None
+        if fg is None:
+            raise ValueError("the saliency protocol needs dense foreground maps (predict(dense=True))")
+        maps.append(resize_map(fg, gt.shape[:2]))
+        masks.append(gt)
+    impl = "saliency (PySODMetrics definitions, benchmark.metrics.saliency)"
+    if not maps:
+        nan = float("nan")
+        return {k: nan for k in ("MAE", "PixelAcc", "adpF", "S", "maxF", "meanF")}, impl
+    res: dict[str, Any] = dict(evaluate_saliency(maps, masks))
+    res["n_images"] = len(maps)
+    return res, impl

@@ -1,8 +1,8 @@
 """PASCAL VOC07 mAP50 (11-point), the protocol of the DA detection papers on Foggy Cityscapes.
 
 Protocol: py-faster-rcnn's ``voc_eval`` as DA-Faster R-CNN and Strong-Weak ``DA_Detection`` run it on
-Foggy Cityscapes (imdb year 2007, so ``use_07_metric=True``; ``shared/research/datasets.md`` §2.6 and
-§5.2): per class, detections of all images sorted by score; each takes the ground truth of its class
+Foggy Cityscapes (imdb year 2007, so ``use_07_metric=True``; ``docs/sources.md#voc07-on-foggy-cityscapes``):
+per class, detections of all images sorted by score; each takes the ground truth of its class
 with the largest IoU and matches when that IoU is **strictly** above 0.5; a match with a
 ``difficult`` ground truth is neither TP nor FP and difficult objects are not counted in ``npos``; a
 second match with the same object is an FP; AP is the 11-point interpolated precision; mAP is the
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.detectors.base import Prediction
-from benchmark.evaluation import register_protocol
+from benchmark.metrics import register_protocol
 from benchmark.metrics.dota import evaluate_dota
 from domains.base import Sample
 

@@ -1,4 +1,4 @@
-"""Why ``mean_teacher`` does not beat ``supervised`` at 25 labelled DOTA patches (issue E2).
+"""Why ``mean_teacher`` does not beat ``supervised`` at 25 labelled DOTA patches.
 
 Every variant is trained on the default matrix's first round (25 patches, the same initial set per
 seed as the matrix) and scored on a **validation** part of the pool: whole synthetic scenes, a fixed
@@ -42,17 +42,14 @@ from torchvision.ops import generalized_box_iou_loss  # noqa: E402
 
 from baselines.base import METHODS, TrainContext, register_method  # noqa: E402
 from baselines.mean_teacher import MeanTeacher, pseudo_label_quality  # noqa: E402
+from baselines.teacher_student import frozen_bn_statistics  # noqa: E402
 from benchmark.augment import strong_view  # noqa: E402
+from benchmark.data import load_domain_data  # noqa: E402
 from benchmark.detectors.base import make_batch  # noqa: E402
 from benchmark.evaluation import evaluate_domain  # noqa: E402
-from benchmark.protocol import _new_detector_factory, initial_ids, load_domain_data  # noqa: E402
+from benchmark.protocol import _new_detector_factory, initial_ids  # noqa: E402
 from benchmark.spec import load_matrix, parse_trainer  # noqa: E402
-from benchmark.training import (  # noqa: E402
-    TeacherStudent,
-    TeacherStudentConfig,
-    frozen_bn_statistics,
-    predict_all,
-)
+from benchmark.training import predict_all  # noqa: E402
 from domains.base import DomainDataset  # noqa: E402
 
 
@@ -60,11 +57,16 @@ def _empty(n: int) -> list[dict]:
     return [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.long)} for _ in range(n)]
 
 
-class DenseLoop(TeacherStudent):
-    def __init__(self, *args, fraction: float = 0.05, box: bool = True, **kw) -> None:
-        super().__init__(*args, **kw)
+@register_method("mt_dense")
+class MTDense(MeanTeacher):
+    """Experiment: Dense-Teacher-style soft pseudo-labels (see the module docstring)."""
+
+    hparams = {**MeanTeacher.hparams, "fraction": 0.05, "box": True}
+
+    def start(self, ctx: TrainContext) -> None:
+        super().start(ctx)
         self.strong = strong_view(self.gen, geometric=False)  # same geometry as the weak view
-        self.fraction, self.box, self._t = fraction, box, {}
+        self.fraction, self.box, self._t = self.hp["fraction"], self.hp["box"], {}
 
     @torch.no_grad()
     def make_pseudo_labels(self, weak, it):
@@ -101,55 +103,21 @@ class DenseLoop(TeacherStudent):
         return sum(out.values()), out
 
 
-class PosOnlyLoop(TeacherStudent):
-    bg_w = 0.0
-
-    def unsup_loss(self, student, step):
-        norm = getattr(student, "last_num_pos", 1.0) * len(step.strong) / self.schedule.batch_size
-        with frozen_bn_statistics(student):  # a first pass for the assignment (positives vs background)
-            student.losses(step.ubatch, step.strong_targets, min_normalizer=norm)
-        labels = student.last_outputs["labels"]
-        w = torch.where(labels >= 0, 1.0, self.bg_w).float()
-        with frozen_bn_statistics(student):
-            ul = student.losses(step.ubatch, step.strong_targets, weights=w, min_normalizer=norm)
-        return ul["cls"], ul
-
-
-def _config(hp: dict, extra: tuple[str, ...]) -> TeacherStudentConfig:
-    return TeacherStudentConfig(**{k: v for k, v in hp.items() if k not in extra})
-
-
-@register_method("mt_dense")
-class MTDense(MeanTeacher):
-    """Experiment: Dense-Teacher-style soft pseudo-labels (see the module docstring)."""
-
-    hparams = {**MeanTeacher.hparams, "fraction": 0.05, "box": True}
-
-    def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model, images, targets, unlabelled = ctx.start()
-        self.last_stats = {}
-        cfg = _config(self.hp, ("fraction", "box"))
-        loop = DenseLoop(
-            cfg, ctx.schedule, ctx.gen, ctx.device, ctx.progress, self.last_stats,
-            fraction=self.hp["fraction"], box=self.hp["box"],
-        )  # fmt: skip
-        return loop.fit(model, images, targets, unlabelled)
-
-
 @register_method("mt_posonly")
 class MTPosOnly(MeanTeacher):
     """Experiment: no background loss from unlabelled images (see the module docstring)."""
 
     hparams = {**MeanTeacher.hparams, "bg_w": 0.0}
 
-    def train(self, ctx: TrainContext) -> torch.nn.Module:
-        model, images, targets, unlabelled = ctx.start()
-        self.last_stats = {}
-        loop = PosOnlyLoop(
-            _config(self.hp, ("bg_w",)), ctx.schedule, ctx.gen, ctx.device, ctx.progress, self.last_stats
-        )
-        loop.bg_w = float(self.hp["bg_w"])
-        return loop.fit(model, images, targets, unlabelled)
+    def unsup_loss(self, student, step):
+        norm = getattr(student, "last_num_pos", 1.0) * len(step.strong) / self.schedule.batch_size
+        with frozen_bn_statistics(student):  # a first pass for the assignment (positives vs background)
+            student.losses(step.ubatch, step.strong_targets, min_normalizer=norm)
+        labels = student.last_outputs["labels"]
+        w = torch.where(labels >= 0, 1.0, float(self.hp["bg_w"])).float()
+        with frozen_bn_statistics(student):
+            ul = student.losses(step.ubatch, step.strong_targets, weights=w, min_normalizer=norm)
+        return ul["cls"], ul
 
 
 def _scene(s) -> str:
@@ -174,7 +142,7 @@ def run(seed: int, trainer: str, domain: str = "dota") -> dict:
 
     val = [s for s in rest if held_out(s)]
     unl = [s for s in rest if not held_out(s)]
-    tseed = cell.seeds(1)["train"][0]
+    tseed = cell.seeds.train(0)
     base, opts = parse_trainer(trainer)
     method = METHODS.get(base)(**opts)
     new = _new_detector_factory(cell, len(data.domain.classes))

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from domains.base import DOMAINS, SpecError
+
 
 def cache_dir() -> Path:
     """``$LABELBUDGET_CACHE`` if set, else ``$XDG_CACHE_HOME/labelbudget`` or ``~/.cache/labelbudget``."""
@@ -21,8 +23,6 @@ def cache_dir() -> Path:
 
 
 def synthetic_root(domain: str, size: str, seed: int) -> Path:
-    from domains.base import DOMAINS
-
     version = DOMAINS.get(domain).synthetic_version
     return cache_dir() / "synthetic" / f"{domain}-{size}-seed{seed}-v{version}"
 
@@ -33,8 +33,6 @@ def ensure_synthetic(domain: str, size: str = "small", seed: int = 0, progress: 
     Two processes that race here both generate into their own temp folder; the rename is atomic,
     so the reader always sees a complete tree.
     """
-    from domains.base import DOMAINS
-
     root = synthetic_root(domain, size, seed)
     if (root / ".complete").is_file():
         return root
@@ -59,8 +57,6 @@ def check_synth_target(root: Path, domain: str, force: bool = False) -> None:
     """Refuse to write a synthetic ``domain`` to ``root`` unless ``root`` is absent, an empty folder, or
     a synthetic tree this tool wrote (its marker file): of the same domain, or of another one with
     ``force``. A user's files are never deleted."""
-    from domains.base import SpecError
-
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise SpecError(
@@ -87,8 +83,6 @@ def atomic_tree(root: Path, domain: str = "") -> Iterator[Path]:
 
     Only an empty folder or a tree with the marker file (one this tool wrote) is ever replaced;
     anything else raises ``SpecError`` before a byte is written (``check_synth_target``)."""
-    from domains.base import SpecError
-
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise SpecError(f"{root} is a file, not a folder")

@@ -15,7 +15,7 @@ What it draws (fixed difficulty, not tuned to any method):
       4.5 degrees of an axis (``AXIS_ALIGNED``); storage tanks are round. Class frequency is
       Zipf-like, p_k ~ 1/(k+1)^1.5, so the head:tail ratio is ~23:1
       (with the steeper 1.9, ~52:1, a 300-patch labelled set held ~25 instances of each tail class
-      and their AP stayed near zero at every smoke budget: see the issue A note);
+      and their AP stayed near zero at every smoke budget);
     * look-alike clutter that is not an object: building roofs (rectangles), trees (dark discs),
       bright blobs and sheds that resemble vehicles;
     * two sensors (``imagesource``): ``GoogleEarth`` (gsd 0.1-0.6 m) and, for about 15 % of the scenes,
@@ -41,6 +41,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from domains.base import SpecError, register_synthetic
+from domains.dota import format_label_file
+from domains.patching import window_starts
 from domains.synthetic.cache import atomic_tree
 
 AXIS_ALIGNED = ("tennis-court", "swimming-pool")  # near axis-aligned, as in DOTA
@@ -68,9 +71,9 @@ class SizePreset:
 
 
 # Scenes are cut into 128-px patches with a 16-px gap (step 112): a side of 128 + k * 112 px gives k + 1
-# windows with the last one flush. "small" mixes single-patch scenes (the 128-px images of issue A) with
-# 2- and 4-patch scenes: about 590 pool / 195 test patches from 267 / 89 scenes, so a 300-patch labelled set
-# spans ~130 scenes (with 2 x 2-patch scenes only it spanned 75, and learned measurably less).
+# windows with the last one flush. "small" mixes single-patch scenes (the generator's first, 128-px images)
+# with 2- and 4-patch scenes: about 590 pool / 195 test patches from 267 / 89 scenes, so a 300-patch
+# labelled set spans ~130 scenes (with 2 x 2-patch scenes only it spanned 75, and learned measurably less).
 PATCH_SIZE, GAP = 128, 16
 PRESETS = {
     "tiny": SizePreset(8, 4, (240, 352)),
@@ -281,8 +284,6 @@ def _iou_hbb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _seams(length: int) -> np.ndarray:
     """Window borders (inside the scene) of the adapter's default patching along one axis."""
-    from domains.patching import window_starts
-
     starts = np.array(window_starts(length, PATCH_SIZE, GAP))
     cuts = np.concatenate([starts, starts + PATCH_SIZE])
     return np.unique(cuts[(cuts > 0) & (cuts < length)])
@@ -369,6 +370,7 @@ def _write_geotiff(path: Path, img: np.ndarray, gsd: float, x0: float, y0: float
         ds.write(np.moveaxis(img, -1, 0))
 
 
+@register_synthetic("dota")
 def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
     """Write the synthetic DOTA tree under ``root`` (atomically: a temp folder renamed at the end).
 
@@ -377,9 +379,6 @@ def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool
     ``ROOT/patching.json`` declares the patch geometry (128 / 16) the adapter uses by default.
     """
     import json
-
-    from domains.base import SpecError
-    from domains.dota import format_label_file
 
     if size not in PRESETS:
         raise SpecError(f"synthetic DOTA size must be one of {', '.join(PRESETS)}, got {size!r}")

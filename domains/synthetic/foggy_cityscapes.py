@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from domains.base import SpecError, register_synthetic
 from domains.foggy_cityscapes import CLASS_LABEL_IDS
 from domains.synthetic.cache import atomic_tree
 
@@ -564,10 +565,9 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
+@register_synthetic("foggy_cityscapes")
 def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
     """Write the synthetic Foggy Cityscapes tree under ``root`` (atomically: a temp folder renamed)."""
-    from domains.base import SpecError
-
     if size not in PRESETS:
         raise SpecError(f"synthetic foggy_cityscapes size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]

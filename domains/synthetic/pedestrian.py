@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from domains.base import SpecError, register_synthetic
 from domains.synthetic.cache import atomic_tree
 
 WIDTH, HEIGHT = 160, 128
@@ -342,10 +343,9 @@ def _illuminate(img: np.ndarray, rng: np.random.Generator, cam: Camera, dusk: bo
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+@register_synthetic("pedestrian")
 def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
     """Write the synthetic CityPersons-format tree under ``root`` (atomically)."""
-    from domains.base import SpecError
-
     if size not in PRESETS:
         raise SpecError(f"synthetic pedestrian size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]

@@ -17,11 +17,11 @@ What it draws (a physical caricature, fixed difficulty, not tuned to any method)
       system (3-look speckle, finer texture, 8-bit JPEG); the target survey (``B``) is noisier
       (1-look speckle, additive noise, stronger gain roll-off, 16-bit PNG).
 
-Layout written (DESIGN §5): ``JPEGImages/<id>.jpg|png`` (grayscale), ``Annotations/<id>.xml`` (VOC:
-``size``, ``object/name``, ``difficult``, ``bndbox`` with 1-based inclusive pixel indices),
-``masks/<id>.png`` (0/255), ``ImageSets/Main/{train,test,source}.txt``, ``classes.txt`` and
-``groups.csv`` (``id,group``: the survey line; lines never straddle train and test). Every split holds
-one image without targets. One ``numpy.random.Generator`` seeded by ``seed`` draws everything.
+Layout written (``docs/protocol.md#dataset-layouts``): ``JPEGImages/<id>.jpg|png`` (grayscale),
+``Annotations/<id>.xml`` (VOC: ``size``, ``object/name``, ``difficult``, ``bndbox`` with 1-based inclusive
+pixel indices), ``masks/<id>.png`` (0/255), ``ImageSets/Main/{train,test,source}.txt``, ``classes.txt`` and
+``groups.csv`` (``id,group``: the survey line; lines never straddle train and test). Every split holds one
+image without targets. One ``numpy.random.Generator`` seeded by ``seed`` draws everything.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from domains.base import SpecError, register_synthetic
 from domains.synthetic.cache import atomic_tree
 
 CLASSES = ("ship", "aircraft", "human")
@@ -234,10 +235,9 @@ def voc_xml(sid: str, filename: str, w: int, h: int, boxes: np.ndarray, names: l
     )
 
 
+@register_synthetic("sonar")
 def write_dataset(root: Path, seed: int = 0, size: str = "small", progress: bool = True) -> Path:
     """Write the synthetic sonar tree under ``root`` (atomically: a temp folder renamed at the end)."""
-    from domains.base import SpecError
-
     if size not in PRESETS:
         raise SpecError(f"synthetic sonar size must be one of {', '.join(PRESETS)}, got {size!r}")
     preset = PRESETS[size]

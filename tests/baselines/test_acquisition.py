@@ -117,8 +117,8 @@ def test_strategies_reject_bad_hparams():
 def test_box_budget_matrix_end_to_end(tmp_path):
     """A box-budget matrix: each round's labelled boxes reach the target, overshooting by at most the
     last revealed image's boxes."""
+    from benchmark.data import load_domain_data
     from benchmark.leaderboard import load_records
-    from benchmark.protocol import load_domain_data
     from benchmark.runner import run_matrix
     from benchmark.spec import load_matrix
 

@@ -11,20 +11,21 @@ import sys
 import numpy as np
 import pytest
 import torch
+from contexts import loop_context
 
 from baselines.base import METHODS, STRATEGIES
 from baselines.dil import (
     DIL,
     BankInstance,
-    DILLoop,
     ForegroundBank,
     crop_instance,
     paste_instance,
     relation_consistency,
 )
+from baselines.teacher_student import Step, TeacherStudentMethod
 from benchmark.detectors import build_detector
 from benchmark.detectors.base import Prediction, make_batch
-from benchmark.training import Schedule, Step, sample_targets
+from benchmark.training import Schedule, sample_targets
 from domains.base import SpecError
 from domains.dota import DOTA
 
@@ -70,7 +71,7 @@ def confident_teacher(label: int):
 
 
 def one_step(data, hp: dict, teacher_patch=None, no_labels: bool = False, seed: int = 0):
-    """One teacher-student iteration exactly as ``TeacherStudent.fit`` runs it; returns the model,
+    """One teacher-student iteration exactly as ``TeacherStudentMethod.fit`` runs it; returns the model,
     the loop, the step, the losses and the total loss."""
     classes, images, targets, unlabelled = data
     if no_labels:
@@ -79,14 +80,7 @@ def one_step(data, hp: dict, teacher_patch=None, no_labels: bool = False, seed: 
             for t in targets
         ]
     model = new_model(len(classes))
-    method = DIL(**hp)
-    loop = DILLoop(
-        method.config(),
-        dict(method.hp),
-        len(classes),
-        Schedule(iterations=ITERS, batch_size=2, warmup=1),
-        torch.Generator().manual_seed(seed),
-    )
+    loop = DIL(**hp).loop(loop_context(Schedule(iterations=ITERS, batch_size=2, warmup=1), classes, seed))
     loop.setup(model, images, targets, unlabelled)
     loop.teacher = loop.init_teacher(model)
     if teacher_patch is not None:
@@ -125,7 +119,8 @@ def updated(model: torch.nn.Module, total: torch.Tensor) -> torch.Tensor:
 
 def test_registered_card_and_switches():
     cls = METHODS.get("dil")
-    assert cls is DIL and cls.paradigm == "ssl" and cls.uses_unlabelled and cls.designed_for == "dota"
+    assert cls is DIL and cls.paradigm == "ssl" and issubclass(cls, TeacherStudentMethod)
+    assert cls.designed_for == "dota"
     assert cls.default_strategy in STRATEGIES
     doc = sys.modules[cls.__module__].__doc__
     assert "10.1109/TIP.2025.3530786" in doc
@@ -173,10 +168,7 @@ def test_paste_avoids_occupied_boxes_and_blends_the_border():
 
 def test_bank_noise_filter_and_fifo(data):
     classes, images, targets, unlabelled = data
-    method = DIL(bank_size=2)
-    loop = DILLoop(
-        method.config(), dict(method.hp), len(classes), Schedule(), torch.Generator().manual_seed(0)
-    )
+    loop = DIL(bank_size=2).loop(loop_context(Schedule(), classes))
     im = torch.zeros((3, 64, 64), dtype=torch.uint8)
     C = len(classes)
 

@@ -8,20 +8,21 @@ import sys
 import numpy as np
 import pytest
 import torch
+from contexts import loop_context
 
 from baselines.acquisition.eucl_uncertainty import EUCLUncertainty, foreground_uncertainty
 from baselines.base import METHODS, STRATEGIES
 from baselines.eucl import (
     EUCL,
-    EUCLTrainer,
     contrastive_loss,
     foreground_loss,
     uncertainty_map,
     valid_locations,
 )
+from baselines.teacher_student import Step, TeacherStudentMethod
 from benchmark.detectors import build_detector
 from benchmark.detectors.base import make_batch
-from benchmark.training import Schedule, Step, sample_targets
+from benchmark.training import Schedule, sample_targets
 from domains.base import SpecError
 from domains.dota import DOTA
 
@@ -39,7 +40,7 @@ def _detector(pool) -> torch.nn.Module:
         return build_detector("tiny_fcos_xs", len(pool.classes))
 
 
-class _NoisyTeacher(EUCLTrainer):
+class _NoisyTeacher(EUCL):
     """A teacher with spread-out class probabilities (confident foreground, uncertain and certain
     background locations all occur), so every component has something to act on in a few steps."""
 
@@ -53,9 +54,8 @@ class _NoisyTeacher(EUCLTrainer):
         return teacher
 
 
-def _trainer(**hp) -> EUCLTrainer:
-    m = EUCL(**hp)
-    return _NoisyTeacher(m.hp, m.config(), SCHED, torch.Generator().manual_seed(0), "cpu")
+def _trainer(**hp) -> EUCL:
+    return _NoisyTeacher(**hp).loop(loop_context(SCHED))
 
 
 def _images(pool, ids: slice) -> list[torch.Tensor]:
@@ -95,7 +95,7 @@ def _norm(gs: list[torch.Tensor]) -> float:
 
 def test_registered_with_card_and_switches():
     cls = METHODS.get("eucl")
-    assert cls is EUCL and cls.paradigm == "ssl" and cls.uses_unlabelled
+    assert cls is EUCL and cls.paradigm == "ssl" and issubclass(cls, TeacherStudentMethod)
     assert cls.designed_for == "sonar" and cls.default_strategy == "eucl_uncertainty"
     assert cls.default_strategy in STRATEGIES
     assert set(cls.components.values()) == {"uncertainty_weighting", "foreground_loss", "contrastive"}

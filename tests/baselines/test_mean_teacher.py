@@ -10,13 +10,14 @@ import torch
 
 from baselines.base import METHODS
 from baselines.mean_teacher import MeanTeacher, pseudo_label_quality
+from baselines.teacher_student import Step, TeacherStudentMethod
 from benchmark.detectors.base import Prediction
 from domains.base import SpecError
 
 
 def test_registered_with_unbiased_teacher_settings():
     cls = METHODS.get("mean_teacher")
-    assert cls is MeanTeacher and cls.paradigm == "ssl" and cls.uses_unlabelled
+    assert cls is MeanTeacher and cls.paradigm == "ssl" and issubclass(cls, TeacherStudentMethod)
     doc = sys.modules[cls.__module__].__doc__
     assert "Unbiased Teacher" in doc and "threshold = 0.5" in doc and "BBOX_THRESHOLD`` = 0.7" in doc
     for key in cls.hparams:
@@ -68,18 +69,18 @@ def test_pseudo_label_quality_counts_matches():
 
 def _tiny_fit(pool, **hp):
     """Four iterations (two supervised, two teacher-student) on tiny synthetic DOTA images."""
+    from contexts import loop_context
+
     from benchmark.detectors import build_detector
-    from benchmark.training import Schedule, TeacherStudent, sample_targets
+    from benchmark.training import Schedule, sample_targets
 
     samples = list(pool)[:6]
     images = [torch.from_numpy(np.ascontiguousarray(pool.image(s.id).transpose(2, 0, 1))) for s in samples]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_detector("tiny_fcos_xs", len(pool.classes))
-    cfg = MeanTeacher(burn_in=0.5, threshold=0.05, ignore_below=0.01, **hp).config()
-    trainer = TeacherStudent(
-        cfg, Schedule(iterations=4, batch_size=2, warmup=1), torch.Generator().manual_seed(0)
-    )
+    method = MeanTeacher(burn_in=0.5, threshold=0.05, ignore_below=0.01, **hp)
+    trainer = method.loop(loop_context(Schedule(iterations=4, batch_size=2, warmup=1)))
     out = trainer.fit(model, images[:3], [sample_targets(s) for s in samples[:3]], images[3:])
     return trainer, out
 
@@ -99,7 +100,6 @@ def test_soft_background_weights_and_switch(tiny_pool):
     assert any(not torch.equal(s_on[k], s_off[k]) for k in s_on if s_on[k].dtype.is_floating_point)
     # the weights: 1 at the pseudo-labels' positives, the teacher's background probability elsewhere
     from benchmark.detectors.base import make_batch
-    from benchmark.training import Step
 
     ims = [
         torch.from_numpy(np.ascontiguousarray(tiny_pool.image(s.id).transpose(2, 0, 1)))

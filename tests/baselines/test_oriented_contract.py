@@ -1,4 +1,4 @@
-"""The contract suite with the oriented detector (issue K): every method and acquisition strategy
+"""The contract suite with the oriented detector: every method and acquisition strategy
 with ``[detector] oriented = true`` on tiny synthetic DOTA; the run records score Task1 as their
 primary metric; ``labelbudget evaluate dota`` on Task1 files of a run's model equals its record."""
 
@@ -162,7 +162,8 @@ def test_evaluate_task1_files_equal_the_record(tmp_path, dota_tiny_root):
     written as official ``Task1_<class>.txt`` files: ``labelbudget evaluate dota`` gives the Task1
     mAP of the run record, and its predictions.json carries the polygons."""
     from benchmark.cli import main
-    from benchmark.protocol import _new_detector_factory, load_domain_data
+    from benchmark.data import load_domain_data
+    from benchmark.protocol import _new_detector_factory
     from benchmark.training import predict_all
     from domains.patching import merge_patch_predictions
 

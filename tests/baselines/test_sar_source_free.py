@@ -9,13 +9,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from contexts import loop_context
 
 from baselines.base import METHODS, STRATEGIES, ImageStore, TrainContext
+from baselines.components.domain_discriminator import DomainDiscriminator, train_discriminator
 from baselines.sar_source_free import SARSourceFree, fuse_views, unflip_boxes
+from baselines.teacher_student import Step, TeacherStudentMethod
 from benchmark.detectors import build_detector
 from benchmark.detectors.base import Prediction, make_batch
-from benchmark.source import DomainDiscriminator, train_discriminator
-from benchmark.training import Schedule, Step, sample_targets
+from benchmark.training import Schedule, sample_targets
 from domains.base import SpecError
 from domains.dota import DOTA
 
@@ -69,7 +71,7 @@ def differs(a, b):
 
 def test_registered_with_card_and_switches():
     cls = METHODS.get("sar_source_free")
-    assert cls is SARSourceFree and cls.paradigm == "sfda" and cls.uses_unlabelled
+    assert cls is SARSourceFree and cls.paradigm == "sfda" and issubclass(cls, TeacherStudentMethod)
     assert cls.designed_for == "foggy_cityscapes" and cls.default_strategy in STRATEGIES
     doc = sys.modules[cls.__module__].__doc__
     assert "10.3390/s26010045" in doc and "[I]" in doc
@@ -78,9 +80,16 @@ def test_registered_with_card_and_switches():
     with pytest.raises(SpecError):
         SARSourceFree(adv_target="sideways").config()
     assert SARSourceFree(fusion=False).version() != SARSourceFree().version()
+
     # from a source checkpoint the teacher starts at once; from scratch after a burn-in
-    assert SARSourceFree().config(from_source=True).burn_in == 0.0
-    assert SARSourceFree().config(from_source=False).burn_in == 0.25
+    def from_source():
+        return None
+
+    from_source.source = object()  # what ``new_detector`` carries with a source checkpoint
+    run = SARSourceFree(adversarial=False).loop(loop_context(new_detector=from_source))
+    assert run.cfg.burn_in == 0.0 and run.stats["init"] == "source"
+    run = SARSourceFree().loop(loop_context())
+    assert run.cfg.burn_in == 0.25 and run.stats["discriminator"] == "labelled_pool"
 
 
 def _pred(boxes, conf, labels):
@@ -109,7 +118,7 @@ def test_fusion_agrees_filters_and_unflips():
 def test_fusion_changes_pseudo_labels_and_update(pool):
     method = SARSourceFree(**LOOSE)
     ctx = ctx_for(pool)
-    trainer = method.trainer(ctx, [])
+    trainer = method.loop(ctx)
     trainer.teacher = ctx.new_detector().eval()
     weak = ctx.images.many([s.id for s in ctx.unlabelled[:2]])
     fused = trainer.make_pseudo_labels(weak, 0)
@@ -138,7 +147,7 @@ def test_adversarial_gradient_on_backbone_and_fpn_only(pool):
     disc, st = train_discriminator(model, ims, torch.Generator().manual_seed(1), batch_size=2, n_batches=3)
     assert isinstance(disc, DomainDiscriminator) and 0.0 <= st["disc_train_accuracy"] <= 1.0
     method = SARSourceFree()
-    trainer = method.trainer(ctx, ims)
+    trainer = method.loop(ctx)
     trainer.disc = disc
     batch = make_batch(ims[:2])
     model.losses(batch, [sample_targets(s) for s in ctx.labelled[:2]])
@@ -170,7 +179,7 @@ def test_adversarial_switch_changes_update(pool):
 def test_time_weighting_schedule_and_update(pool):
     m = SARSourceFree()
     ctx = ctx_for(pool, iterations=100)
-    tw = m.trainer(ctx, [])
+    tw = m.loop(ctx)
     start = tw.cfg.burn_in_iters(100)
     assert tw.loss_weights(0) == (1.0, 0.0)
     lam = [tw.loss_weights(it) for it in range(start, 100)]
@@ -178,7 +187,7 @@ def test_time_weighting_schedule_and_update(pool):
     assert all(a[1] <= b[1] for a, b in zip(lam, lam[1:], strict=False))  # lambda_u grows
     assert lam[-1][1] == pytest.approx(4.0) and lam[-1][0] < 0.6
     m_off = SARSourceFree(time_weighting=False)
-    off = m_off.trainer(ctx, [])
+    off = m_off.loop(ctx)
     assert any(tw.loss_weights(i) != off.loss_weights(i) for i in range(start, 100))
     a, _ = student_after(pool)
     b, _ = student_after(pool, time_weighting=False)

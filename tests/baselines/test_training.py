@@ -1,4 +1,5 @@
-"""Teacher-student training pieces: EMA teacher update, ramp-up, keep rate, pseudo-labels, the loop."""
+"""Training pieces: the one EMA, and the teacher-student family's ramp-up, keep rate, pseudo-labels
+and loop (``baselines.teacher_student``)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from contexts import loop_context
 
+from baselines.teacher_student import (
+    PseudoLabels,
+    TeacherStudentConfig,
+    TeacherStudentMethod,
+    detection_confidence,
+    frozen_bn_statistics,
+)
 from benchmark.detectors import build_detector
 from benchmark.detectors.base import Prediction
-from benchmark.training import (
-    Schedule,
-    TeacherStudentConfig,
-    detection_confidence,
-    pseudo_labels,
-    sample_targets,
-    train_teacher_student,
-    update_teacher,
-)
+from benchmark.training import ModelEMA, Schedule, ema_update, sample_targets
 
 
 def _model(seed=0, score_thresh=0.05):
@@ -27,18 +28,32 @@ def _model(seed=0, score_thresh=0.05):
         return build_detector("tiny_fcos_xs", 3, score_thresh=score_thresh)
 
 
-def test_update_teacher_is_an_ema():
+def test_ema_update_is_an_ema():
     t, s = _model(0), _model(1)
     t0 = {k: v.clone() for k, v in t.state_dict().items()}
-    update_teacher(t, s, 0.9)
+    ema_update(t.state_dict(), s.state_dict(), 0.9)  # a model's state dict shares its storage
     for k, v in t.state_dict().items():
         if v.dtype.is_floating_point:
             assert torch.allclose(v, 0.9 * t0[k] + 0.1 * s.state_dict()[k], atol=1e-6)
+            # bit-identical to the per-tensor update it replaced
+            assert torch.equal(v, t0[k].clone().mul_(0.9).add_(s.state_dict()[k], alpha=1.0 - 0.9))
         else:
             assert torch.equal(v, s.state_dict()[k])
-    update_teacher(t, s, 0.0)
+    ema_update(t.state_dict(), s.state_dict(), 0.0)
     for k, v in t.state_dict().items():
         assert torch.equal(v, s.state_dict()[k])
+
+
+def test_model_ema_warms_up_and_copies():
+    m, other = _model(0), _model(1)
+    ema = ModelEMA(m, 0.99)
+    w0 = {k: v.clone() for k, v in m.state_dict().items()}
+    ema.update(other)  # step 1: decay min(0.99, 2 / 11)
+    d = 2 / 11
+    k = "head.cls.weight"
+    assert torch.allclose(ema.shadow[k], d * w0[k] + (1 - d) * other.state_dict()[k], atol=1e-6)
+    ema.copy_to(m)
+    assert torch.equal(m.state_dict()[k], ema.shadow[k])
 
 
 def test_ramp_up_and_keep_rate():
@@ -63,15 +78,19 @@ def test_detection_confidence_and_pseudo_label_thresholds(monkeypatch):
     )
     assert np.allclose(detection_confidence(pred, "cls"), [0.9, 0.75, 0.3])
     assert np.allclose(detection_confidence(pred, "score"), [0.5, 0.8, 0.2])
-    import benchmark.training as tr
-
-    monkeypatch.setattr(tr, "predict_all", lambda *a, **k: [pred])
-    (pl,) = pseudo_labels(None, [torch.zeros((3, 32, 32), dtype=torch.uint8)], 0.7, confidence="cls")
+    pl = PseudoLabels.from_prediction(pred, 0.7, confidence="cls")
     assert pl["labels"].tolist() == [1, 0] and not pl["ignore"].any()
-    (pl,) = pseudo_labels(None, [None], 0.7, ignore_below=0.25, confidence="cls")
+    assert pl["scores"].tolist() == pytest.approx([0.9, 0.75]) and pl["boxes"].shape == (2, 4)
+    pl = PseudoLabels.from_prediction(pred, 0.7, ignore_below=0.25, confidence="cls")
     assert pl["labels"].tolist() == [1, 0, 2] and pl["ignore"].tolist() == [False, False, True]
-    (pl,) = pseudo_labels(None, [None], 0.7, confidence="score")
-    assert pl["labels"].tolist() == [0]
+    pl = PseudoLabels.from_prediction(pred, 0.7, confidence="score")
+    assert pl["labels"].tolist() == [0] and "polygons" not in pl
+    # class-wise thresholds (one per detection) and polygons
+    polys = np.arange(24, dtype=np.float32).reshape(3, 8)
+    conf = detection_confidence(pred, "cls")
+    pl = PseudoLabels.from_detections(pred.boxes, conf, pred.labels, np.array([0.95, 0.7, 0.25]), 0.5, polys)
+    assert pl["labels"].tolist() == [1, 0, 2] and pl["ignore"].tolist() == [True, False, False]
+    assert torch.equal(pl["polygons"], torch.from_numpy(polys))
 
 
 def test_cls_only_targets_skip_box_losses(dota_tiny_root):
@@ -109,21 +128,18 @@ def test_teacher_student_loop_deterministic_and_returns_teacher(dota_tiny_root):
     }
     lab, unl = pool[:6], pool[6:12]
     sched = Schedule(iterations=6, batch_size=2, warmup=1, ema_decay=0.9)
-    cfg = TeacherStudentConfig(burn_in=0.5, threshold=0.0, ema_time_constant=1.0)  # all detections count
 
     def run():
-        stats: dict = {}
-        m = train_teacher_student(
-            _model(score_thresh=0.005),  # the untrained model's detections (p ~ 0.01) all count
+        # all detections count (threshold 0), the untrained model's too (p ~ 0.01, score_thresh 0.005)
+        method = TeacherStudentMethod(burn_in=0.5, threshold=0.0, ema_time_constant=1.0)
+        loop = method.loop(loop_context(sched))
+        m = loop.fit(
+            _model(score_thresh=0.005),
             [img[s.id] for s in lab],
             [{**sample_targets(s), "labels": sample_targets(s)["labels"].clamp(max=2)} for s in lab],
             [img[s.id] for s in unl],
-            sched,
-            cfg,
-            torch.Generator().manual_seed(0),
-            stats=stats,
         )
-        return m, stats
+        return m, loop.stats
 
     before = torch.get_rng_state().clone()
     a, stats = run()
@@ -138,8 +154,6 @@ def test_teacher_student_loop_deterministic_and_returns_teacher(dota_tiny_root):
 
 
 def test_frozen_bn_statistics_keeps_running_stats():
-    from benchmark.training import frozen_bn_statistics
-
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
     bn = m[1]
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 5 + 3

@@ -11,18 +11,19 @@ import sys
 import numpy as np
 import pytest
 import torch
+from contexts import loop_context
 
 from baselines.acquisition.tema_disagreement import TEMADisagreement
 from baselines.base import METHODS, STRATEGIES, ImageStore, QueryContext
+from baselines.teacher_student import Step, TeacherStudentMethod
 from baselines.triple_ema import (
     TripleEMA,
-    TripleEMATrainer,
     class_balanced_weights,
     labelled_class_counts,
 )
 from benchmark.detectors import build_detector
 from benchmark.detectors.base import Prediction, make_batch
-from benchmark.training import Schedule, Step, sample_targets
+from benchmark.training import Schedule, sample_targets
 from domains.base import SpecError
 from domains.dota import DOTA
 
@@ -47,7 +48,7 @@ def logit(p: float) -> float:
 
 def test_registered_with_card_and_switches():
     cls = METHODS.get("triple_ema")
-    assert cls is TripleEMA and cls.paradigm == "ssl" and cls.uses_unlabelled
+    assert cls is TripleEMA and cls.paradigm == "ssl" and issubclass(cls, TeacherStudentMethod)
     assert cls.designed_for == "dota" and cls.default_strategy == "tema_disagreement"
     assert "tema_disagreement" in STRATEGIES
     doc = sys.modules[cls.__module__].__doc__
@@ -82,20 +83,14 @@ class _Net(torch.nn.Module):
         self.bn = torch.nn.BatchNorm1d(2)
 
 
-def _toy_trainer(**hp) -> TripleEMATrainer:
-    method = TripleEMA(**hp)
-    tr = TripleEMATrainer(
-        method.config(),
-        Schedule(iterations=10, batch_size=2, warmup=1),
-        torch.Generator().manual_seed(0),
-        method.hp,
-        np.array([5, 1]),
-    )
+def _toy_trainer(**hp) -> TripleEMA:
+    tr = TripleEMA(**hp).loop(loop_context(Schedule(iterations=10, batch_size=2, warmup=1)))
+    tr.set_class_counts(np.array([5, 1]))
     tr.keep = 0.6
     return tr
 
 
-def _drift(tr: TripleEMATrainer, student: torch.nn.Module, n: int = 5) -> list[dict]:
+def _drift(tr: TripleEMA, student: torch.nn.Module, n: int = 5) -> list[dict]:
     """Move the student's weights linearly; return the student's states after each update."""
     seen = []
     for t in range(n):
@@ -166,7 +161,8 @@ def _step(pool, it: int = 9, counts=None, drift: bool = False, **hp):
     sched = Schedule(iterations=10, batch_size=2, warmup=1)
     if counts is None:
         counts = labelled_class_counts(lab, C)
-    tr = TripleEMATrainer(method.config(), sched, torch.Generator().manual_seed(0), method.hp, counts)
+    tr = method.loop(loop_context(sched, pool.classes))
+    tr.set_class_counts(counts)
     tr.keep = method.config().keep_rate(sched.iterations)
     model = new_detector(C)
     with torch.no_grad():

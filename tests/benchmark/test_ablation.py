@@ -105,15 +105,30 @@ def test_summary_direction_is_the_primary_metrics(tmp_path):
 
     vs = [Variant("supervised", "supervised", None), Variant("full", "eucl", None)]
     cells = load_matrix("tiny", methods=["supervised", "eucl"], seeds=[0, 1]).cells
+    from benchmark.records import SCHEMA_VERSION
+
     mr2 = "MR-2 Reasonable"
     lines = [
-        {"run_id": c.run_id, "round": 0, "primary_metric": mr2, "dataset_version": "v",
-         "higher_is_better": {mr2: False, "AP50": True}, "metrics": {mr2: 0.5 - 0.1 * c.seed, "AP50": 0.3}}
+        {"schema_version": SCHEMA_VERSION, "run_id": c.run_id, "matrix": "tiny", "domain": "pedestrian",
+         "dataset_version": "v", "method": c.method, "trainer": c.trainer, "strategy": c.strategy,
+         "paradigm": {"trainer": "ssl", "strategy": "passive"}, "method_version": "m",
+         "strategy_version": "s",
+         "seed": c.seed, "round": 0, "budget_unit": "images", "budget_target": 8, "n_labelled": 8,
+         "n_labelled_boxes": 20, "primary_metric": mr2, "higher_is_better": {mr2: False, "AP50": True},
+         "metrics": {mr2: 0.5 - 0.1 * c.seed, "AP50": 0.3}, "timing": {}, "provenance": {}}
         for c in cells
     ]  # fmt: skip
-    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    # a line that is not a record is skipped (and named if the table were incomplete)
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{oops\n")
     from benchmark.ablation import markdown
 
     s = summarise(tmp_path, cells, vs)
     assert s["setup"]["higher_is_better"] is False
     assert "(lower is better)" in markdown(s, "labelbudget ablate eucl")
+    # a record that does not follow the schema is not used; the error names its file and line
+    bad = dict(lines[0], metrics={mr2: "high"})
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(x) for x in [bad, *lines[1:]]) + "\n")
+    with pytest.raises(
+        SpecError, match=r"no record for .*results.jsonl:1: metric 'MR-2 Reasonable' is not a number"
+    ):
+        summarise(tmp_path, cells, vs)

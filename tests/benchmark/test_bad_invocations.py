@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the cases are a table: one a line)
-"""Bad command lines and matrix files (issue I, acceptance 2): each exits 2 with exactly one line on
+"""Bad command lines and matrix files: each exits 2 with exactly one line on
 stderr (``labelbudget: error: ...``) and no traceback, before any data is generated or any training
 starts."""
 

@@ -1,4 +1,4 @@
-"""Method and strategy versions hash the code that runs, not how it is written (issue L): an edit to
+"""Method and strategy versions hash the code that runs, not how it is written: an edit to
 the detector or the augmentations changes every version; a docstring or comment edit changes none.
 
 The edits go to a temporary copy of the source tree; ``benchmark.codehash`` reads the copy (``root``)
@@ -73,3 +73,16 @@ def test_docstring_and_comment_edits_change_no_version(pristine, tmp_path):
     for rel in edits:
         assert (copy / rel).read_text() != (pristine[0] / rel).read_text()
     assert versions(copy) == pristine[1]
+
+
+def test_a_version_covers_what_the_class_runs_and_not_the_scoring():
+    """With one-way imports a method's version hashes its own code, the contract, the detector, the
+    augmentations, the loop and the geometry it uses, and nothing of the scoring (evaluation, metrics),
+    the dataset formats or the synthetic generators: a metric fix leaves every method version as it is
+    (the metric code is versioned by ``metrics_code_version`` in the round-0 cache key)."""
+    for key, cls in CLASSES.items():
+        mods = set(class_modules(cls))
+        assert {cls.__module__, "baselines.base", "benchmark.training", "benchmark.detectors.fcos"} <= mods
+        scoring = {m for m in mods if m.startswith(("benchmark.metrics", "benchmark.evaluation"))}
+        formats = {m for m in mods if m.startswith(("domains.synthetic", "domains.dota", "domains.coco"))}
+        assert not scoring and not formats, f"{key} hashes {sorted(scoring | formats)}"

@@ -1,4 +1,4 @@
-"""Nothing lost, nothing escapes (issue I, acceptance 3 and 5): ``data synth`` never deletes a user's
+"""Nothing lost, nothing escapes: ``data synth`` never deletes a user's
 files, and names and paths read from files (domain names in records, matrix names, COCO file names,
 CrowdHuman IDs, sonar split ids) cannot make a command read or write outside its roots. Symlinks
 inside a dataset root are followed (the user's own layout)."""

@@ -1,4 +1,4 @@
-"""Methods and strategies see unlabelled samples without their labels (issue L): a method or a
+"""Methods and strategies see unlabelled samples without their labels: a method or a
 strategy that reads an unlabelled sample's boxes fails with a clear error."""
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from benchmark.leaderboard import (
     track_of,
     write_leaderboards,
 )
-from benchmark.spec import SCHEMA_VERSION
+from benchmark.records import SCHEMA_VERSION
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 T975 = {2: 12.706204736174698, 3: 4.302652729911275, 4: 3.182446305284263}  # t_{0.975, n-1} by n
@@ -443,7 +443,7 @@ def test_cli_leaderboard_and_status(tmp_path, capsys):
 
 
 def test_domain_board_prints_ranks_ties_and_seed_half_tau(tmp_path):
-    """Issue N: per domain, Kendall τ of the seed halves, bootstrap rank intervals, and methods no
+    """Per domain: Kendall τ of the seed halves, bootstrap rank intervals, and methods no
     paired interval separates share a rank."""
     good = [[0.5 + 0.01 * s, 0.6 + 0.01 * s, 0.7] for s in range(4)]
     close = [[0.5 + 0.01 * s - 0.001 + 0.003 * (-1) ** s, 0.6 + 0.01 * s, 0.7] for s in range(4)]

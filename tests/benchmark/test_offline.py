@@ -1,4 +1,4 @@
-"""No network (issue I, acceptance 7): with every socket refused, the ``full`` matrix is validated
+"""No network: with every socket refused, the ``full`` matrix is validated
 (and its missing ImageNet weights file reported in one line, before any data is read or any training
 starts) and a tiny run finishes. ``fcos_r50`` takes its backbone from ``[detector] weights = PATH``
 or from torch hub's cache, never from the internet during a run."""

@@ -1,4 +1,4 @@
-"""Oriented boxes (issue K): rotated-box geometry, the angle-aware loss, the oriented FCOS head and
+"""Oriented boxes: rotated-box geometry, the angle-aware loss, the oriented FCOS head and
 polygons through flips, 90-degree rotations and the weak/strong views."""
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Rank trust (issue N): ties from paired intervals, bootstrap rank intervals, seed-half Kendall τ."""
+"""Rank trust: ties from paired intervals, bootstrap rank intervals, seed-half Kendall τ."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmark.ranks import rank_analysis
+from benchmark.leaderboard.ranks import rank_analysis
 
 
 def scores(means, noise, n_seeds, seed=0):

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the corpus is a table: one case a line)
-"""The bad-input corpus (issue I, acceptance 1): corrupted datasets in each of the seven native
+"""The bad-input corpus: corrupted datasets in each of the seven native
 formats and bad prediction files, each with its expected outcome, run through ``data check`` (strict
 and ``--lenient``), ``data export-coco`` and ``evaluate``.
 

@@ -176,7 +176,7 @@ def test_check_and_export_roundtrip_every_domain(synthetic_roots, tmp_path, caps
     kw = {"ann": "annotations/train.json", "test_ann": "annotations/val.json"} if name == "coco" else {}
     d = get_domain(name, **kw)
     splits = [s for s in ("test", "pool", "source") if s in d.splits]
-    # DESIGN §5: a domain with patches (DOTA) exports whole scenes, and patches with --patches
+    # a domain with patches (DOTA) exports whole scenes, and patches with --patches
     variants = (
         [([], {"label_unit": "image"}), (["--patches"], {})] if "label_unit" in d.options else [([], {})]
     )

@@ -272,7 +272,7 @@ def test_sonar_runs_in_a_matrix(tmp_path, capsys):
 
 def test_tree_without_source_list_exports_checks_and_evaluates(tmp_path, capsys):
     """Public sonar datasets ship train/test lists only: no source.txt is needed unless a run trains
-    a source checkpoint (issue L)."""
+    a source checkpoint."""
     import json
     import shutil
 

@@ -41,6 +41,26 @@ def _detector(pool):
         return build_detector("tiny_fcos_xs", len(pool.classes))
 
 
+def test_ema_update_is_bit_identical_to_the_per_tensor_update_on_the_device(pool):
+    """``benchmark.training.ema_update`` fuses the EMA into ``torch._foreach_*`` calls; on the device
+    they must give exactly what ``mul_(keep).add_(x, alpha=1 - keep)`` per tensor gave."""
+    from benchmark.training import ema_update
+
+    avg = {k: v.to(DEVICE) for k, v in _detector(pool).state_dict().items()}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        cur = {
+            k: v.to(DEVICE) for k, v in build_detector("tiny_fcos_xs", len(pool.classes)).state_dict().items()
+        }
+    for keep in (0.99, 0.7245179063360883, 2 / 11):
+        want = {k: v.clone() for k, v in avg.items()}
+        for k, v in want.items():
+            if v.dtype.is_floating_point:
+                v.mul_(keep).add_(cur[k], alpha=1.0 - keep)
+        ema_update(avg, cur, keep)
+        assert all(torch.equal(avg[k], want[k]) for k in want if want[k].dtype.is_floating_point)
+
+
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_trains_on_cuda(pool, name, make_train_context):
     ctx = make_train_context(pool, lambda: _detector(pool), iterations=6, device=DEVICE)

@@ -1,5 +1,5 @@
 """Launchers (serial, process, ray, slurm) give identical records; concurrent `run`s, a killed
-worker and a failing cell all resume through the run folders' state (issue H)."""
+worker and a failing cell all resume through the run folders' state."""
 
 from __future__ import annotations
 

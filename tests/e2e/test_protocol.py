@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.data import load_domain_data
 from benchmark.leaderboard import write_leaderboards
-from benchmark.protocol import initial_ids, load_domain_data
+from benchmark.protocol import initial_ids
 from benchmark.results import strip_volatile
 from benchmark.runner import run_matrix
 from benchmark.spec import load_matrix

@@ -13,8 +13,9 @@ import torch
 
 import benchmark.source as source_mod
 from baselines.base import METHODS, TrainContext
+from benchmark.data import load_domain_data
 from benchmark.leaderboard import load_records
-from benchmark.protocol import _new_detector_factory, load_domain_data
+from benchmark.protocol import _new_detector_factory
 from benchmark.runner import prepare, run_matrix
 from benchmark.spec import load_matrix
 from domains.base import DomainDataset
@@ -106,7 +107,9 @@ def test_new_detector_returns_source_weights_and_round0_key(tmp_path, matrix_pat
     want = ck.detector_state()
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert any(not torch.equal(init[k], want[k]) for k in want if want[k].is_floating_point())
-    disc = ck.discriminator()
+    assert source_mod.SOURCE_HEADS.names() == ["discriminator"]  # SAR's, baselines/components
+    disc = ck.head("discriminator")
+    assert type(disc).__module__ == "baselines.components.domain_discriminator"
     assert not any(p.requires_grad for p in disc.parameters())
     assert ck.meta["disc_train_accuracy"] > 0.5
     assert _round0_key(cell, ["a"], "v", ck.sha256) != _round0_key(cell, ["a"], "v", None)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.protocol import initial_ids, load_domain_data
+from benchmark.data import load_domain_data
+from benchmark.protocol import initial_ids
 from benchmark.runner import run_matrix
 from benchmark.spec import load_matrix
 

@@ -1,4 +1,4 @@
-"""Read-only and full output folders (issue I, acceptance 6). The tests run as any user (root
+"""Read-only and full output folders. The tests run as any user (root
 ignores permission bits, and mounting a small tmpfs needs privileges), so the failure is injected
 where the bytes go to disk: ``os.fsync`` of an atomic write (a full disk reports ENOSPC at write or
 fsync time), ``tempfile.mkstemp`` (a read-only folder refuses the create) and ``torch.save`` (a model

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the corpus is a table: one case a line)
-"""Bad prediction files for ``labelbudget evaluate`` (issue I, acceptance 1): COCO results JSON and
+"""Bad prediction files for ``labelbudget evaluate``: COCO results JSON and
 DOTA Task1/Task2 submission files. Each must end in exit 2 and one line on stderr naming the file and
 the line (Task files) or the entry (JSON)."""
 

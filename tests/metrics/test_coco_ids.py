@@ -1,5 +1,5 @@
 """`labelbudget evaluate coco` on a real-style COCO file (image ids not 1..N and not in file order,
-non-contiguous category ids) equals pycocotools' COCOeval on the same files (issue L)."""
+non-contiguous category ids) equals pycocotools' COCOeval on the same files."""
 
 from __future__ import annotations
 

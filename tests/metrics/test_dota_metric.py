@@ -202,7 +202,7 @@ def test_poly_iou_shapes_and_orientation():
 
 
 def test_aabb_prefilter_matches_brute_force():
-    from benchmark.metrics.dota import _overlapping_pairs
+    from domains.geometry import _overlapping_pairs
 
     rng = np.random.default_rng(3)
     for _ in range(50):

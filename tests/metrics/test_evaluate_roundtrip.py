@@ -1,4 +1,4 @@
-"""Export -> evaluate is a round trip (issue L): the test split written by `data export-coco`,
+"""Export -> evaluate is a round trip: the test split written by `data export-coco`,
 submitted unchanged as predictions, gets the perfect score; an empty submission the worst."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Run with ``tox -e perf`` (or ``pytest tests/perf/test_perf_evaluate_dota.py -o addopts="" -s``). Each
 size writes Task2_<class>.txt files of N detections spread over the scenes of a synthetic DOTA test
 split, then runs ``labelbudget evaluate`` in a fresh process and reads its peak resident memory
-(``ru_maxrss`` of the child) and wall time. Goal (issue I): under 2 GB at 1.5 M detections, and the
+(``ru_maxrss`` of the child) and wall time. Goal: under 2 GB at 1.5 M detections, and the
 per-detection cost roughly constant from 0.2 M to 1.5 M (linear scaling).
 """
 

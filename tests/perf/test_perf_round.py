@@ -1,12 +1,12 @@
-"""Where a round's time goes (issue N): an SSL training step against a supervised one, and a whole
+"""Where a round's time goes: an SSL training step against a supervised one, and a whole
 protocol round against the bare loop it wraps. Both ratios are measured in one run, on one process
 with one torch thread (the matrices' setting), on synthetic DOTA (tiny) with ``tiny_fcos_xs``.
 
 A step's time is the training time over the iterations, so an SSL method's burn-in (supervised-only
 steps) is averaged in, as in a real round. Run with ``tox -e perf`` or
 ``pytest tests/perf/test_perf_round.py -o addopts="" -s``. The printed
-ratios are the baseline that the speed fixes of issue N are measured against (the profile in the issue:
-an SSL step 92 ms vs 25 ms supervised, i.e. about 3.7x; a protocol round 1.15-1.17x a bare loop).
+ratios are the baseline that speed work is measured against (the profile before it: an SSL step
+92 ms vs 25 ms supervised, i.e. about 3.7x; a protocol round 1.15-1.17x a bare loop).
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ def test_protocol_round_vs_bare_loop(dota_tiny_root, tmp_path, one_thread):
     """One round of ``run_cell`` (train, evaluate with every official metric, write the round) against
     the same training and test-set prediction and evaluation called directly."""
     from baselines.base import METHODS
+    from benchmark.data import load_domain_data
     from benchmark.evaluation import evaluate_domain
-    from benchmark.protocol import load_domain_data, run_cell
+    from benchmark.protocol import run_cell
     from benchmark.spec import load_matrix, with_version
     from benchmark.training import predict_all
 

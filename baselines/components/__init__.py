@@ -1,0 +1,1 @@
+"""Parts shared by methods or trained outside them (source heads): one idea per module."""
