@@ -4,9 +4,11 @@ Layout. The test folders mirror the packages: ``tests/domains``, ``tests/metrics
 ``tests/benchmark`` (the CLI, protocol pieces, detectors, leaderboards, run state) and ``tests/e2e``
 (end-to-end runs through the protocol or the CLI; ``tests/e2e/conftest.py`` marks all of them ``slow``).
 Shared helpers (``minimatrix``, ``contexts``) live in ``tests/``, fake-data writers in ``tests/data/``;
-both are on ``sys.path`` (``pythonpath`` in pyproject.toml). The test folders have no ``__init__.py``:
-one would make ``import domains`` (or ``benchmark``, ``baselines``) load the test folder instead of the
-package, so test file names are unique across folders instead (pytest refuses duplicates).
+both are on ``sys.path`` after the repository root (``pythonpath`` in pyproject.toml: the root comes
+first so that ``import benchmark`` finds the package, not the folder ``tests/benchmark``). The test
+folders have no ``__init__.py``: with one, ``tests/benchmark/test_cli.py`` would be imported as
+``benchmark.test_cli``, a module of the package of the same name; test file names are unique across
+folders instead (pytest refuses duplicates).
 
 ``pytest -m "not slow"`` is the fast inner loop; ``pytest`` is the full suite CI runs."""
 
@@ -25,8 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     inits = sorted(Path(__file__).parent.glob("*/__init__.py"))
     if inits:
         raise pytest.UsageError(
-            f"{inits[0]}: test folders have no __init__.py (it would shadow the package of the same name "
-            "for `import`); give the test file a unique name instead (see tests/conftest.py)"
+            f"{inits[0]}: test folders have no __init__.py (their tests would be imported as modules of the "
+            "package of the same name); give the test file a unique name instead (see tests/conftest.py)"
         )
 
 
