@@ -157,7 +157,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     lb = Path(a.leaderboards) if a.leaderboards else out / "leaderboards"
     if lb.resolve() == (Path.cwd() / "leaderboards").resolve() and not a.leaderboards_force:
         raise SpecError(
-            "the committed leaderboards/ change only through `labelbudget leaderboard --runs runs/default "
+            "the committed leaderboards/ change only through `labelbudget leaderboard --runs runs/study "
             "--out leaderboards`; choose another --leaderboards folder"
         )
     shard = parse_shard(a.shard)

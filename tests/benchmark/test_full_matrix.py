@@ -74,7 +74,8 @@ def test_existing_matrices_keep_their_canonical_specs(name):
     for c in m.cells:
         canon = c.canonical()
         assert set(canon) == keys | ({"reference"} if c.reference else set())
-        assert canon["data"] == {"synthetic": c.domain.synthetic_size, "synthetic_seed": 0}
+        held_out = {"validation": c.domain.validation} if c.domain.validation else {}
+        assert canon["data"] == {"synthetic": c.domain.synthetic_size, "synthetic_seed": 0, **held_out}
         assert all(isinstance(b, int) for b in canon["budgets"])
         assert c.domain.schedule is None and c.schedule == m.cells[0].schedule
 
