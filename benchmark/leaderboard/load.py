@@ -13,6 +13,7 @@ from typing import Any
 
 from benchmark.records import load_results, validate
 from benchmark.registry import METHODS, STRATEGIES
+from benchmark.spec import parse_trainer
 from domains.base import SpecError
 
 
@@ -49,8 +50,10 @@ def registered_versions(rec: dict[str, Any]) -> tuple[str | None, str | None, st
     record's hyper-parameters (so only a code or default change makes a record stale)."""
     hp = rec.get("hparams") or {}
     out: list[str | None] = []
+    # a trainer with hyper-parameters ("supervised[labelled_view=weak]") is its registered base name;
+    # the record's hyper-parameters (all of them, its own settings included) rebuild it
     for reg, name, h in (
-        (METHODS, rec["trainer"], hp.get("trainer", {})),
+        (METHODS, parse_trainer(rec["trainer"])[0], hp.get("trainer", {})),
         (STRATEGIES, rec["strategy"], hp.get("strategy", {})),
     ):
         if name not in reg:

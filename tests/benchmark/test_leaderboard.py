@@ -462,3 +462,19 @@ def test_domain_board_prints_ranks_ties_and_seed_half_tau(tmp_path):
     assert csv_row(lb, "rank", "mean_teacher+random")["rank"] == 3
     tau = pd.read_csv(lb / "dota.csv").query("kind == 'rank_stability'")
     assert len(tau) == 1 and tau.iloc[0]["mean"] == pytest.approx(1.0)
+
+
+def test_a_trainer_with_hyper_parameters_is_current():
+    """``supervised[labelled_view=weak]`` is the registered ``supervised`` rebuilt with the record's
+    hyper-parameters: current when they give its version, stale when its code changed."""
+    from baselines.base import METHODS, STRATEGIES
+
+    hp = {"trainer": {"vertical_flip": True, "labelled_view": "weak"}, "strategy": {}}
+    current = {
+        "method_version": METHODS.get("supervised")(labelled_view="weak").version(),
+        "strategy_version": STRATEGIES.get("random")().version(),
+    }
+    r = rec("supervised[labelled_view=weak]+random", 0, 0, 10, 0.5, hparams=hp, **current)
+    assert registered_versions(r) == (current["method_version"], current["strategy_version"], "")
+    kept, report = drop_stale([r, {**r, "method_version": "0ld"}], registered_versions)
+    assert kept == [r] and any("method version 0ld != current" in x for x in report)
