@@ -29,9 +29,9 @@ PROTOCOL_KEYS = [
     "label_unit", "method", "trainer", "strategy", "paradigm", "method_version", "strategy_version",
     "hparams", "seed", "seeds", "round", "n_rounds", "budget_unit", "budget_target", "n_labelled",
     "n_labelled_units", "n_labelled_boxes", "labelled_sha256", "n_acquired", "metrics", "primary_metric",
-    "higher_is_better", "per_class", "long_tail", "metric_impl", "eval_split", "n_test", "validation", "detector",
-    "detector_options", "schedule", "threads", "warm_start", "reference", "init", "source_checkpoint",
-    "train_stats", "timing", "provenance",
+    "higher_is_better", "per_class", "long_tail", "metric_impl", "eval_split", "n_test", "validation",
+    "detector", "detector_options", "schedule", "threads", "warm_start", "reference", "init",
+    "source_checkpoint", "train_stats", "timing", "provenance",
 ]  # fmt: skip
 
 
