@@ -50,7 +50,8 @@ def golden_records(out: Path) -> dict[str, Any]:
     return ``{cell: {"rounds": [...], "source_losses": [...]}}``."""
     import torch
 
-    from benchmark.protocol import load_domain_data, run_cell, run_path
+    from benchmark.data import load_domain_data
+    from benchmark.protocol import run_cell, run_path
     from benchmark.runner import prepare
     from benchmark.spec import load_matrix
 
