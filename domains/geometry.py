@@ -5,7 +5,7 @@ acquisition strategies and the DOTA metric (``benchmark.metrics.dota``) all take
 
 ``poly_iou`` is exact polygon IoU (the DOTA devkit's ``polyiou.iou_poly``, no +1), checked against
 shapely 2 (GEOS) to 1e-9 on random rotated rectangles and convex quadrilaterals plus degenerate cases
-(``tests/test_metrics_dota.py``): float64 Sutherland-Hodgman (vertices held as complex numbers) in a
+(``tests/metrics/test_dota_metric.py``): float64 Sutherland-Hodgman (vertices held as complex numbers) in a
 frame centred on the first polygon, after an axis-aligned-box prefilter
 (``tests/perf/test_perf_polygon_iou.py`` compares it with shapely's STRtree route). ``hbb_iou`` takes
 continuous coordinates, or the devkit's Task2 ``+1`` pixel convention with ``plus_one=True``.

@@ -91,6 +91,7 @@ def test_short_pretraining_is_rederived_exactly(tmp_path):
     assert 0.0 <= a["holdout"]["AP50"] <= 1.0
 
 
+@pytest.mark.slow  # `labelbudget pretrain` end to end: a (short) training through the CLI
 def test_pretrain_command_writes_checkpoint_and_sidecar(tmp_path, capsys):
     from benchmark.cli import main
 
