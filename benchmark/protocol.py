@@ -478,12 +478,8 @@ def _evaluate(run: _Run, model: torch.nn.Module, share: _Round0Share) -> tuple[d
     if share.cached:
         preds_json = json.loads((share.path / "predictions.json").read_text())
         return json.loads((share.path / "metrics.json").read_text()), preds_json
-    data = run.data
-    test = data.test
-    preds = predict_all(model, data.images.many(test.ids), device=run.device, dense=needs_dense(data.domain))
-    counts = dict(zip(data.domain.classes, (int(c) for c in data.pool.class_counts()), strict=True))
-    scoring = scoring_domain(data.domain, getattr(model, "oriented", False))
-    metrics = evaluate_domain(scoring, test, preds, class_counts=counts)
+    test = run.data.test
+    metrics, preds = _score(run, model, test)
     preds_json = predictions_json(preds, test.ids)
     if share.publish:
         _write_round0_cache(share.path, model, preds_json, metrics, _train_stats(run.method, False))
@@ -493,16 +489,21 @@ def _evaluate(run: _Run, model: torch.nn.Module, share: _Round0Share) -> tuple[d
 def _evaluate_validation(run: _Run, model: torch.nn.Module) -> dict[str, Any] | None:
     """The round's model scored on the pool's held-out validation part (None without one): the
     number every default of the suite is chosen on (``docs/protocol.md``), never the test split."""
-    data = run.data
-    if data.val is None:
+    val = run.data.val
+    if val is None:
         return None
-    preds = predict_all(
-        model, data.images.many(data.val.ids), device=run.device, dense=needs_dense(data.domain)
-    )
+    res, _ = _score(run, model, val)
+    return {"n": len(val), "metrics": res["metrics"], "primary": res["primary"]}
+
+
+def _score(run: _Run, model: torch.nn.Module, split: DomainDataset) -> tuple[dict[str, Any], list]:
+    """``evaluate_domain`` of ``model``'s predictions on ``split`` (the test split or the validation
+    part; the long-tail groups from the pool's class counts), and the predictions."""
+    data = run.data
+    preds = predict_all(model, data.images.many(split.ids), device=run.device, dense=needs_dense(data.domain))
     counts = dict(zip(data.domain.classes, (int(c) for c in data.pool.class_counts()), strict=True))
     scoring = scoring_domain(data.domain, getattr(model, "oriented", False))
-    res = evaluate_domain(scoring, data.val, preds, class_counts=counts)
-    return {"n": len(data.val), "metrics": res["metrics"], "primary": res["primary"]}
+    return evaluate_domain(scoring, split, preds, class_counts=counts), preds
 
 
 def predictions_json(preds, ids: list[str]) -> list[dict[str, Any]]:
