@@ -36,7 +36,6 @@ cache key includes the checkpoint hash.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -52,6 +51,7 @@ from torch import nn
 
 from benchmark.codehash import ALWAYS, closure, code_hash
 from benchmark.data import DomainData, ImageStore, source_dataset
+from benchmark.detectors.start import file_sha256
 from benchmark.registry import Registry
 from benchmark.results import atomic_write_json, atomic_write_text
 from benchmark.runstate import exclusive
@@ -157,14 +157,6 @@ def source_key(cell: Cell, data: DomainData, source: DomainDataset) -> str:
         },
         24,
     )
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _exclusive(lock_path: Path) -> contextlib.AbstractContextManager:

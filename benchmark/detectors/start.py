@@ -46,6 +46,7 @@ MODEL_ONLY = ("head.cls.", "head.angle.")  # may be absent from a checkpoint
 
 
 def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (checkpoints: the pretrained start, source checkpoints)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
