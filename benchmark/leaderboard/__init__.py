@@ -7,8 +7,12 @@ written by ``benchmark.protocol.run_cell``). Output, in the ``out`` folder:
   ``cell`` (a metric at one budget over seeds), ``paired`` (the paired difference to the
   ``supervised+random`` baseline over the seeds both have), ``aubc`` / ``aubc_paired`` (area under the
   budget curve, ``benchmark.metrics.efficiency.aubc``, per seed then over seeds), ``pct_reference``
-  (percent of a full-supervision reference run) and ``compute`` (training/query seconds and images
-  seen per run);
+  (percent of a full-supervision reference run), ``compute`` (training/query seconds and images
+  seen per run), ``rank`` (a method's rank on the AUBC of the primary metric: ``mean`` AUBC, ``rank``
+  with ties, bootstrap ``rank_lo``/``rank_hi``, ``tied_with``; ``benchmark.leaderboard.ranks``),
+  ``rank_stability`` (``mean``: Kendall τ between the rankings of the first and the second half of
+  the seeds, named in ``seeds``) and ``rank_stability_cuts`` (the same τ over every cut of the seeds
+  into halves: ``n`` cuts, ``mean`` τ, ``ci_lo``/``ci_hi`` its minimum and maximum);
 * ``<domain>.md``: a provenance header, the coverage matrix, one table per official metric (primary
   first; budgets as columns; cells ``mean ± 95 % CI (n)``), the paired differences, AUBC, % of full
   supervision and compute;

@@ -287,6 +287,19 @@ def build_domain(domain: str, df: pd.DataFrame, specs: list[dict[str, Any]]) -> 
                 seeds=" ".join(map(str, h1)) + " | " + " ".join(map(str, h2)),
             )
         )
+        sp = board.ranking.get("tau_splits") or {}
+        if sp:
+            board.rows.append(
+                _row(
+                    "rank_stability_cuts",
+                    board,
+                    "",
+                    metrics[0],
+                    float("nan"),
+                    {"n": sp["n"], "mean": sp["mean"], "ci_lo": sp["min"], "ci_hi": sp["max"]},
+                    seeds=" ".join(str(s) for s in board.ranking["seeds"]),
+                )
+            )
     # percent of the full-supervision reference
     for metric, part in ref.groupby("metric", sort=True):
         board.reference[str(metric)] = {

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.leaderboard.boards import BASELINE, TRACKS, DomainBoard
-from benchmark.leaderboard.ranks import N_BOOT
+from benchmark.leaderboard.ranks import N_BOOT, TAU_GOAL
 from benchmark.leaderboard.stats import ci_better, describe, rank_scores
 from benchmark.metrics.efficiency import labels_to_reach
 
@@ -250,6 +250,13 @@ def rank_lines(board: DomainBoard) -> list[str]:
             f"Kendall τ between the rankings of seed halves ({' '.join(map(str, h1))} vs "
             f"{' '.join(map(str, h2))}): **{tau:.2f}** over {len(rk['methods'])} methods."
         )
+        sp = rk.get("tau_splits") or {}
+        if sp:
+            lines.append(
+                f"Over every cut of the seeds into halves ({sp['n']} cuts): mean τ **{sp['mean']:.2f}**, "
+                f"range {sp['min']:.2f} to {sp['max']:.2f}; τ ≥ {TAU_GOAL} in "
+                f"{100 * sp['share_ge_goal']:.0f} % of the cuts."
+            )
     else:
         lines.append(f"Kendall τ between seed halves: n/a ({rk.get('note', '')}).")
     lines += [

@@ -58,3 +58,23 @@ def test_too_few_seeds_for_kendall(n_seeds):
 def test_only_common_seeds_count():
     per_seed = {"a": {0: 1.0, 1: 0.9, 2: 0.8}, "b": {1: 0.1, 2: 0.2}}
     assert rank_analysis(per_seed, True)["seeds"] == [1, 2]
+
+
+def test_tau_over_every_cut_of_the_seeds():
+    """Four seeds cut into halves three ways: {0,1}|{2,3} agrees (τ = 1), the other two cuts swap
+    a and b (τ = -1); the fixed cut alone would report 1."""
+    per_seed = {"a": {0: 1.0, 1: 1.0, 2: 0.0, 3: 3.0}, "b": {0: 0.0, 1: 0.0, 2: 2.0, 3: 0.0}}
+    r = rank_analysis(per_seed, higher_is_better=True)
+    assert r["kendall_tau"] == pytest.approx(1.0)
+    sp = r["tau_splits"]
+    assert sp["n"] == 3
+    assert sp["mean"] == pytest.approx(-1 / 3) and sp["min"] == -1.0 and sp["max"] == 1.0
+    assert sp["share_ge_goal"] == pytest.approx(1 / 3)
+
+
+def test_tau_cuts_count_each_pair_of_halves_once():
+    r = rank_analysis(scores({"a": 0.9, "b": 0.6, "c": 0.3}, noise=0.01, n_seeds=8), True)
+    assert r["tau_splits"] == {"n": 35, "mean": 1.0, "min": 1.0, "max": 1.0, "share_ge_goal": 1.0}
+    odd = rank_analysis(scores({"a": 0.9, "b": 0.6, "c": 0.3}, noise=0.01, n_seeds=5), True)
+    assert odd["halves"] == ([0, 1], [2, 3, 4]) and odd["tau_splits"]["n"] == 10  # C(5, 2)
+    assert rank_analysis(scores({"a": 0.9, "b": 0.1}, 0.01, 3), True)["tau_splits"] == {}
